@@ -1,0 +1,44 @@
+"""Chromosome name aliasing, so UCSC-style (``chr1``, ``chrM``) and Ensembl-style (``1``, ``MT``)
+files mix freely.
+
+epx stores chromosomes in one canonical (UCSC) spelling; each track file gets a map from canonical
+names to the names it actually uses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+_MITO = {"M", "MT"}
+
+
+def canonical_chrom(name: str) -> str:
+    """``1`` / ``chr1`` / ``CHR1`` -> ``chr1``; ``MT`` / ``chrM`` -> ``chrM``."""
+    core = name[3:] if name[:3].lower() == "chr" else name
+    if core.upper() in _MITO:
+        return "chrM"
+    if core.upper() in {"X", "Y"}:
+        core = core.upper()
+    return f"chr{core}"
+
+
+def alias_map(file_chroms: Iterable[str]) -> dict[str, str]:
+    """Map canonical chromosome names to the spelling a file uses."""
+    return {canonical_chrom(c): c for c in file_chroms}
+
+
+def chrom_sort_key(name: str) -> tuple[int, int | str]:
+    """Natural order: chr1..chr22, chrX, chrY, chrM, then the rest alphabetically."""
+    core = canonical_chrom(name)[3:]
+    if core.isdigit():
+        return (0, int(core))
+    order = {"X": 1, "Y": 2, "M": 3}
+    if core in order:
+        return (order[core], 0)
+    return (4, core)
+
+
+def parse_chrom_list(text: str) -> list[str]:
+    """Parse ``chr14,chr19`` or ``14 19`` into canonical names."""
+    parts = [p for chunk in text.replace(";", ",").split(",") for p in chunk.split()]
+    return [canonical_chrom(p) for p in parts if p]

@@ -1,0 +1,273 @@
+"""The ``epx`` command line: a thin Typer layer over importable functions.
+
+Start-up discipline: shell completion re-runs this module on every TAB, so nothing heavy
+(pandas, numpy, torch, lightgbm, pyBigWig, plugin code) is imported at module level; each
+command imports what it needs inside its body. ``tests/test_startup.py`` enforces this.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from epx._version import __version__
+from epx.completion import complete_assay, complete_cell, complete_model  # noqa: F401 - used below
+from epx.errors import EpxError
+
+
+class _EpxGroup(typer.core.TyperGroup):
+    """Turns an EpxError from any command into one red line on stderr and exit code 2."""
+
+    def invoke(self, ctx):  # type: ignore[no-untyped-def]
+        try:
+            return super().invoke(ctx)
+        except EpxError as err:
+            if _state["debug"]:
+                import traceback
+
+                traceback.print_exc()
+            from epx import console
+
+            console.error(str(err))
+            raise typer.Exit(err.exit_code) from None
+
+
+app = typer.Typer(
+    name="epx",
+    cls=_EpxGroup,
+    help="Predict gene expression from epigenomic tracks and DNA sequence.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rendering help with rich costs ~150 ms per call
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+_state = {"debug": False}
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"epx {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool | None,
+        typer.Option("--version", callback=_version, is_eager=True, help="Show the version and exit."),
+    ] = None,
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for errors.")] = False,
+) -> None:
+    """Predict gene expression from epigenomic tracks and DNA sequence."""
+    _state["debug"] = debug
+
+
+def _split_list(values: list[str] | None) -> list[str]:
+    """Accept ``--cells X1,X2`` and repeated ``--cells X1 --cells X2`` alike."""
+    out: list[str] = []
+    for v in values or []:
+        out += [p.strip() for p in v.split(",") if p.strip()]
+    return out
+
+
+# -- epx demo -----------------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Argument(help="Directory to create with the demo study.")],
+    genes: Annotated[int, typer.Option("--genes", min=200, help="Number of genes.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes identical files.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIRECTORY if it exists.")] = False,
+) -> None:
+    """Write a realistic synthetic study: genes, CAGE-like labels for X1-X3, bigWig and
+    narrowPeak tracks for 7 assays, and a manifest."""
+    from epx import console
+    from epx.demo import write_demo
+
+    with console.stderr().status(f"writing demo study to {directory}"):
+        paths = write_demo(directory, n_genes=genes, seed=seed, force=force)
+    console.info(f"wrote demo study to {directory}")
+    for key, path in paths.items():
+        typer.echo(f"{key}\t{path}")
+
+
+# -- epx models ---------------------------------------------------------------------------------
+
+
+@app.command()
+def models(
+    name: Annotated[
+        str | None,
+        typer.Argument(help="Show one model's parameters.", autocompletion=complete_model),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
+) -> None:
+    """List installed model plugins, or one model's default parameters."""
+    import json
+
+    from epx import console
+    from epx.plugins import discover, get_spec
+
+    if name is not None:
+        spec = get_spec(name)
+        if as_json:
+            typer.echo(json.dumps({"name": spec.name, "params": spec.params}, indent=2))
+            return
+        rows = [[k, type(v).__name__, repr(v), spec.param_help.get(k, "")] for k, v in spec.params.items()]
+        console.table(f"{spec.name}: {spec.description}", ["parameter", "type", "default", "meaning"], rows)
+        return
+    entries = discover()
+    if as_json:
+        typer.echo(json.dumps([
+            {"name": e.name, "distribution": e.distribution, "version": e.version,
+             "input_kind": e.spec.input_kind if e.spec else None,
+             "tasks": list(e.spec.tasks) if e.spec else None,
+             "description": e.spec.description if e.spec else None, "error": e.error}
+            for e in entries
+        ], indent=2))
+        return
+    rows = []
+    for e in entries:
+        if e.spec is not None:
+            rows.append([e.name, f"{e.distribution} {e.version}", e.spec.input_kind, ", ".join(e.spec.tasks), e.spec.description])
+        else:
+            rows.append([e.name, f"{e.distribution} {e.version}", "-", "-", f"[red]failed to load: {e.error}[/red]"])
+    if not rows:
+        console.warn("no model plugins are installed (pip install a package providing 'epx.models' entry points)")
+    console.table("Installed models", ["name", "distribution", "input", "tasks", "description"], rows)
+
+
+# -- epx check ----------------------------------------------------------------------------------
+
+
+@app.command()
+def check(
+    genes: Annotated[list[Path], typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")],
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML).")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE expression labels; repeatable.")] = None,
+    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns (hg19 or hg38).")] = None,
+) -> None:
+    """Validate a gene table, labels and track manifest against each other; print a summary."""
+    from epx import console
+    from epx.inputs import load_inputs
+
+    inputs = load_inputs(genes, manifest=manifest, labels=labels or [], build=build)
+    for message in inputs.warnings:
+        console.warn(message)
+    g = inputs.genes
+    rows = [["genes", f"{len(g):,} on {g['chrom'].nunique()} chromosomes ({(g['strand'] == '+').mean():.0%} on +)"]]
+    if inputs.labels is not None:
+        for cell, part in inputs.labels.groupby("cell_line", sort=False):
+            rows.append([f"labels {cell}", f"{len(part):,} genes, {(part['value'] > 0).mean():.1%} nonzero"])
+    if inputs.manifest is not None:
+        m = inputs.manifest
+        rows.append(["tracks", f"{len(m)} ({m['cell_line'].nunique()} cell lines x {m['assay'].nunique()} assays; "
+                     f"{(m['kind'] == 'bigwig').sum()} bigWig, {(m['kind'] == 'bed').sum()} BED)"])
+    console.table("Inputs are consistent", ["input", "summary"], rows)
+
+
+# -- epx split ----------------------------------------------------------------------------------
+
+
+@app.command()
+def split(
+    input: Annotated[Path, typer.Argument(help="A gene table or a dataset directory.", metavar="GENES_OR_DATASET")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Split table to write (TSV).")],
+    loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out: one fold per chromosome.")] = False,
+    chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes, balanced by gene count.")] = None,
+    holdout: Annotated[str | None, typer.Option("--holdout", metavar="VAL_CHROMS", help="Validation chromosomes, e.g. chr14,chr19 (the ML4G protocol).")] = None,
+    random: Annotated[int | None, typer.Option("--random", metavar="K", help="K random gene-level folds (positional leakage inflates scores).")] = None,
+    test: Annotated[str | None, typer.Option("--test", metavar="TEST_CHROMS", help="Chromosomes held out for testing, e.g. chr1.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for chr-kfold tie-breaking and random folds.")] = 0,
+    cells: Annotated[list[str] | None, typer.Option("--cells", help="Cell lines (default: the dataset's, or all).", autocompletion=complete_cell)] = None,
+    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", help="Cell lines to train on (cross-cell).", autocompletion=complete_cell)] = None,
+    test_cells: Annotated[list[str] | None, typer.Option("--test-cells", help="Unseen cell lines to evaluate on (cross-cell).", autocompletion=complete_cell)] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE labels, for the label-balance summary.")] = None,
+    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+) -> None:
+    """Assign every (gene, cell line) to folds or roles; all models train on these folds."""
+    from epx import console
+    from epx.atomic import atomic_file, check_output
+    from epx.errors import SplitError
+    from epx.inputs import load_split_input
+    from epx.split import RANDOM_WARNING, make_split, summarize, write_split
+
+    chosen = [n for n, v in (("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout), ("--random", random)) if v]
+    if len(chosen) != 1:
+        raise SplitError("choose exactly one of --loco, --chr-kfold K, --holdout VAL_CHROMS, --random K"
+                         + (f" (got {', '.join(chosen)})" if chosen else ""))
+    check_output(output, force)
+    genes, dataset_cells, label_table = load_split_input(input, labels or [], build)
+    from epx.chroms import parse_chrom_list
+
+    scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout", "--random": "random"}[chosen[0]]
+    table = make_split(
+        genes,
+        scheme,
+        k=chr_kfold or random,
+        valid_chroms=parse_chrom_list(holdout) if holdout else [],
+        test_chroms=parse_chrom_list(test) if test else [],
+        cells=_split_list(cells) or dataset_cells,
+        train_cells=_split_list(train_cells),
+        test_cells=_split_list(test_cells),
+        seed=seed,
+    )
+    if scheme == "random":
+        console.warn(RANDOM_WARNING)
+    with atomic_file(output, force=force) as tmp:
+        write_split(table, tmp)
+    summary = summarize(table, label_table)
+    fixed = sorted(set(table.loc[table["fold"] == "test", "chrom"]))
+    note = f"; {', '.join(fixed)} tested in every fold" if fixed else ""
+    console.table(f"{scheme} split: {table['gene_id'].nunique():,} genes x {table['cell_line'].nunique()} cell line(s){note}",
+                  list(summary.columns), summary.values.tolist())
+    console.info(f"wrote {output}")
+
+
+# -- epx import ---------------------------------------------------------------------------------
+
+import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", no_args_is_help=True)
+app.add_typer(import_app, name="import")
+
+
+@import_app.command("deepchrome")
+def import_deepchrome(
+    inputs: Annotated[list[Path], typer.Argument(help="DeepChrome/AttentiveChrome CSV files, or directories holding them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset directory to create.")],
+    marks: Annotated[str, typer.Option("--marks", help="Names of the mark columns in file order, e.g. H3K4me1,H3K4me3,H3K9me3,H3K27me3,H3K36me3.")],
+    annotation: Annotated[Path, typer.Option("--annotation", help="Gene table mapping ENSG ids to chromosomes and TSSs (e.g. genes_hg38_hg19.tsv).")],
+    build: Annotated[str | None, typer.Option(help="Genome build of the annotation columns to use.")] = "hg19",
+    bins: Annotated[int | None, typer.Option("--bins", help="Keep only the central N bins (DeepChrome uses 100 of 200).")] = None,
+    expr: Annotated[list[str] | None, typer.Option("--expr", help="CELL=FILE expression counts (ENSG,count); found automatically as CELL.expr.csv.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+) -> None:
+    """Import DeepChrome/AttentiveChrome/DeepDiff binned histone CSVs; train/valid/test files
+    become a holdout split."""
+    from epx import console
+    from epx.importers import import_deepchrome as run_import
+
+    summary = run_import(
+        inputs, output=output, marks=_split_list([marks]), annotation=annotation, build=build,
+        n_bins=bins, expr=expr or [], force=force,
+    )
+    for message in summary.get("warnings", []):
+        console.warn(message)
+    console.table(f"Imported {output}", ["", ""], [[k, v] for k, v in summary.items() if k != "warnings"])
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

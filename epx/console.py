@@ -1,0 +1,75 @@
+"""Where output goes: progress, logs and errors on stderr; tables and data on stdout.
+
+Consoles are created on first use so importing the CLI does not import rich.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+
+@cache
+def stderr() -> Console:
+    from rich.console import Console
+
+    return Console(stderr=True, highlight=False)
+
+
+@cache
+def stdout() -> Console:
+    from rich.console import Console
+
+    return Console(highlight=False)
+
+
+def info(message: str) -> None:
+    stderr().print(message)
+
+
+def warn(message: str) -> None:
+    stderr().print(f"[yellow]warning:[/yellow] {message}", markup=True)
+
+
+def error(message: str) -> None:
+    from rich.markup import escape
+
+    stderr().print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
+
+
+def progress():
+    """A rich progress bar on stderr with a bar, counts and an ETA."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=stderr(),
+        transient=False,
+    )
+
+
+def table(title: str | None, columns: list[str], rows: list[list[object]]) -> None:
+    """Print a rich table of plain values to stdout."""
+    from rich.table import Table
+
+    t = Table(title=title, title_justify="left")
+    for c in columns:
+        t.add_column(c, overflow="fold")
+    for r in rows:
+        t.add_row(*[("" if v is None else str(v)) for v in r])
+    stdout().print(t)

@@ -1,0 +1,74 @@
+"""The model contract every backend implements: what a plugin receives and must provide.
+
+The core owns CV loops, normalisation, targets, metrics and files; a plugin only turns a
+:class:`FoldData` into a fitted model and predictions. This module stays import-light (no numpy
+at import time) so plugin specs can import it cheaply.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    import numpy as np
+    import pandas as pd
+
+INPUT_KINDS = {
+    "tabular": "a feature matrix X of shape (rows, features)",
+    "binned": "binned tracks X of shape (rows, assays, bins), strand-oriented around the TSS",
+    "sequence": "one-hot DNA X of shape (rows, length, 4) centred on the TSS",
+}
+TASKS = {
+    "regression": "predict a continuous target (raw, log1p)",
+    "binary": "predict P(y = 1) for a 0/1 target (nonzero, binary)",
+    "rank": "predict a normalised rank in [0, 1]",
+}
+
+
+@dataclass
+class FoldData:
+    """The rows of one fold side (train, valid or test) in the model's input kind.
+
+    ``rows`` has one row per example with at least ``gene_id`` and ``cell_line``; ``y`` is None
+    when predicting. ``feature_names`` names the columns (tabular) or assays (binned).
+    ``targets`` holds every derived target of the rows (``raw``, ``log1p``, ``rank``,
+    ``nonzero``, ``binary``) for multi-stage models, such as a nonzero classifier followed by a
+    rank regressor; it is empty when predicting.
+    """
+
+    X: np.ndarray
+    y: np.ndarray | None
+    rows: pd.DataFrame
+    feature_names: list[str] = field(default_factory=list)
+    targets: dict[str, np.ndarray] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.X.shape[0])
+
+
+@runtime_checkable
+class Model(Protocol):
+    """What a backend's model class implements.
+
+    ``__init__(params, task, seed)`` receives the resolved hyper-parameters (defaults merged with
+    ``--param`` and config overrides), the task and a seed. ``fit`` trains on one fold, with an
+    optional validation side for early stopping. ``predict`` returns one float per row
+    (for ``binary`` the probability of class 1). ``save``/``load`` round-trip to a directory the
+    core owns.
+
+    Optional: ``predict_proba(data)`` returns a class probability per row (for instance
+    P(expressed) of a two-stage model); the core writes it next to the predictions.
+    """
+
+    def __init__(self, params: dict[str, Any], task: str, seed: int = 0) -> None: ...
+
+    def fit(self, train: FoldData, valid: FoldData | None = None) -> None: ...
+
+    def predict(self, data: FoldData) -> np.ndarray: ...
+
+    def save(self, directory: Path) -> None: ...
+
+    @classmethod
+    def load(cls, directory: Path) -> Model: ...

@@ -1,0 +1,203 @@
+"""The dataset directory: the data contract every model backend reads.
+
+Layout (written atomically by ``epx featurize`` and ``epx import``)::
+
+    DATASET/
+      dataset.json            epx version, parameters, inputs (size + checksum), cell lines,
+                              assays, feature list, normalisation statistics
+      genes.parquet           the canonical gene table
+      labels.parquet          gene_id, cell_line, value (raw expression); may be empty
+      features.parquet        gene_id, cell_line + normalised tabular features (log1p, z-score
+                              per cell line and feature)
+      features_raw.parquet    the same features before normalisation
+      bins.npy                float32 (genes, cell lines, assays, bins): mean signal per bin,
+                              strand-oriented (downstream to the right), uncovered bases = 0
+      bins_coverage.npy       float16, same shape: fraction of each bin with data
+      holdout.tsv             (optional) a split shipped with imported data
+
+``load_dataset(path)`` gives typed access; the binned arrays are memory-mapped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from epx._version import __version__
+from epx.errors import DatasetError
+
+DATASET_FORMAT = 1
+META_FILE = "dataset.json"
+
+
+def file_fingerprint(path: str | Path, chunk: int = 1 << 22) -> dict[str, Any]:
+    """Size and BLAKE2b checksum of an input file (fast, streamed)."""
+    p = Path(path)
+    h = hashlib.blake2b(digest_size=16)
+    with open(p, "rb") as fh:
+        while block := fh.read(chunk):
+            h.update(block)
+    return {"path": str(p.resolve()), "size": p.stat().st_size, "blake2b": h.hexdigest()}
+
+
+def log1p_zscore(values: np.ndarray, axis: int | tuple[int, ...] = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """log1p (of non-negative values) then z-score along ``axis``; returns (z, mean, sd)."""
+    logged = np.log1p(np.clip(values, 0, None))
+    mean = np.nanmean(logged, axis=axis, keepdims=True)
+    sd = np.nanstd(logged, axis=axis, keepdims=True)
+    sd = np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
+    return (logged - mean) / sd, mean, sd
+
+
+def write_dataset(
+    directory: Path,
+    *,
+    genes: pd.DataFrame,
+    labels: pd.DataFrame | None,
+    meta: dict[str, Any],
+    features: pd.DataFrame | None = None,
+    features_raw: pd.DataFrame | None = None,
+    bins: np.ndarray | None = None,
+    bins_coverage: np.ndarray | None = None,
+) -> None:
+    """Write the dataset files into ``directory`` (a temporary directory the caller renames)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    genes.reset_index(drop=True).to_parquet(directory / "genes.parquet", index=False)
+    if labels is None:
+        labels = pd.DataFrame({"gene_id": pd.Series(dtype=str), "cell_line": pd.Series(dtype=str),
+                               "value": pd.Series(dtype="float64")})
+    labels.reset_index(drop=True).to_parquet(directory / "labels.parquet", index=False)
+    if features is not None:
+        features.to_parquet(directory / "features.parquet", index=False)
+    if features_raw is not None:
+        features_raw.to_parquet(directory / "features_raw.parquet", index=False)
+    if bins is not None:
+        np.save(directory / "bins.npy", bins.astype(np.float32, copy=False))
+        if bins_coverage is not None:
+            np.save(directory / "bins_coverage.npy", bins_coverage.astype(np.float16, copy=False))
+    full = {"format": DATASET_FORMAT, "epx_version": __version__, **meta}
+    full.setdefault("inputs", {"tabular": features is not None, "binned": bins is not None})
+    (directory / META_FILE).write_text(json.dumps(full, indent=2, default=_json_default) + "\n")
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, (np.integer,)):
+        return int(obj)
+    if isinstance(obj, (np.floating,)):
+        return float(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@dataclass
+class Dataset:
+    """Typed, lazy access to a dataset directory."""
+
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def cell_lines(self) -> list[str]:
+        return list(self.meta["cell_lines"])
+
+    @property
+    def assays(self) -> list[str]:
+        return list(self.meta["assays"])
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self.meta.get("features", []))
+
+    @property
+    def has_tabular(self) -> bool:
+        return (self.path / "features.parquet").is_file()
+
+    @property
+    def has_binned(self) -> bool:
+        return (self.path / "bins.npy").is_file()
+
+    @property
+    def input_kinds(self) -> list[str]:
+        return [k for k, ok in (("tabular", self.has_tabular), ("binned", self.has_binned)) if ok]
+
+    @cached_property
+    def genes(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "genes.parquet")
+
+    @cached_property
+    def labels(self) -> pd.DataFrame:
+        return pd.read_parquet(self.path / "labels.parquet")
+
+    def gene_index(self, gene_ids: Any) -> np.ndarray:
+        """Row positions in ``genes`` (and in the first axis of ``bins``) of the given gene ids."""
+        index = pd.Index(self.genes["gene_id"])
+        pos = index.get_indexer(pd.Index(gene_ids))
+        if (pos < 0).any():
+            missing = pd.Index(gene_ids)[pos < 0]
+            raise DatasetError(f"gene {missing[0]!r} is not in the dataset ({(pos < 0).sum()} unknown)", path=self.path)
+        return pos
+
+    def features(self, raw: bool = False, cell_lines: list[str] | None = None) -> pd.DataFrame:
+        """Tabular features: one row per (gene_id, cell_line)."""
+        name = "features_raw.parquet" if raw else "features.parquet"
+        if not (self.path / name).is_file():
+            raise DatasetError("this dataset has no tabular features (re-run epx featurize)", path=self.path)
+        table = pd.read_parquet(self.path / name)
+        if cell_lines is not None:
+            table = table[table["cell_line"].isin(cell_lines)].reset_index(drop=True)
+        return table
+
+    def bins(self, normalised: bool = False) -> np.ndarray:
+        """Binned tracks (genes, cell lines, assays, bins), memory-mapped; optionally log1p +
+        z-scored with the per (cell line, assay) statistics recorded at featurize time."""
+        if not self.has_binned:
+            raise DatasetError("this dataset has no binned tracks", path=self.path)
+        arr = np.load(self.path / "bins.npy", mmap_mode="r")
+        if not normalised:
+            return arr
+        stats = self.meta["bins_normalisation"]
+        mean = np.asarray(stats["mean"], dtype=np.float32)[None, :, :, None]
+        sd = np.asarray(stats["sd"], dtype=np.float32)[None, :, :, None]
+        return ((np.log1p(np.clip(arr, 0, None)) - mean) / sd).astype(np.float32)
+
+    def bins_coverage(self) -> np.ndarray:
+        return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
+
+    def holdout_split(self) -> pd.DataFrame | None:
+        """A split shipped with the data (e.g. the AttentiveChrome train/valid/test genes)."""
+        p = self.path / "holdout.tsv"
+        if not p.is_file():
+            return None
+        from epx.split import read_split
+
+        return read_split(p)
+
+
+def load_dataset(path: str | Path) -> Dataset:
+    """Open a dataset directory written by ``epx featurize`` or ``epx import``."""
+    p = Path(path)
+    meta_path = p / META_FILE
+    if not p.is_dir():
+        raise DatasetError("dataset directory not found", path=p)
+    if not meta_path.is_file():
+        raise DatasetError(f"not an epx dataset (no {META_FILE}); create one with epx featurize", path=p)
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as exc:
+        raise DatasetError(f"corrupt {META_FILE} ({exc})", path=p) from exc
+    if meta.get("format") != DATASET_FORMAT:
+        raise DatasetError(f"dataset format {meta.get('format')} is not supported (expected {DATASET_FORMAT})", path=p)
+    for name in ("genes.parquet", "labels.parquet"):
+        if not (p / name).is_file():
+            raise DatasetError(f"incomplete dataset: {name} is missing", path=p)
+    return Dataset(path=p, meta=meta)

@@ -1,0 +1,407 @@
+"""Gene tables: auto-detect ML4G TSV, BED6, GTF and TSS-column TSV; return one canonical table.
+
+The canonical gene table has one row per gene and the columns ``GENE_COLUMNS``:
+``gene_id, gene_name, chrom, start, end, strand, tss``. Coordinates are 0-based half-open;
+``tss`` is the 0-based position of the first transcribed base; ``chrom`` is canonical (``chr1``).
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epx.chroms import canonical_chrom
+from epx.errors import GeneTableError, require_file
+
+GENE_COLUMNS = ["gene_id", "gene_name", "chrom", "start", "end", "strand", "tss"]
+FORMATS = ("ml4g", "bed", "gtf", "tss-tsv")
+BUILDS = ("hg38", "hg19")
+
+ML4G_COLUMNS = ["gene_name", "chr", "gene_start", "gene_end", "TSS_start", "TSS_end", "strand"]
+
+# Candidate column names (lower-case) for the generic TSS-column TSV.
+_TSV_ALIASES = {
+    "gene_id": ["gene_id", "geneid", "ensembl_gene_id", "id"],
+    "gene_name": ["gene_name", "genename", "symbol", "gene_symbol", "name", "gene"],
+    "chrom": ["chrom", "chr", "chromosome", "seqname", "seqnames"],
+    "start": ["start", "gene_start", "txstart", "start_position"],
+    "end": ["end", "gene_end", "txend", "end_position"],
+    "strand": ["strand"],
+    "tss": ["tss", "tss_position", "transcription_start_site"],
+}
+
+
+def _open_text(path: Path):
+    if path.suffix == ".gz":
+        return gzip.open(path, "rt")
+    return open(path, encoding="utf-8", errors="replace")
+
+
+def _first_data_lines(path: Path, n: int = 5) -> list[str]:
+    lines = []
+    with _open_text(path) as fh:
+        for raw in fh:
+            if raw.startswith(("#", "track", "browser")) or not raw.strip():
+                continue
+            lines.append(raw.rstrip("\n"))
+            if len(lines) >= n:
+                break
+    return lines
+
+
+def detect_format(path: Path) -> str:
+    """Guess the gene-table format from the file's first data lines."""
+    lines = _first_data_lines(path)
+    if not lines:
+        raise GeneTableError("gene table is empty", path=path)
+    header = [c.strip() for c in lines[0].split("\t")]
+    lowered = {c.lower() for c in header}
+    if {"tss_start", "tss_end"} <= lowered or set(ML4G_COLUMNS[:4]) <= set(header):
+        return "ml4g"
+    if any(c.lower().startswith("tss") for c in header):
+        return "tss-tsv"
+    fields = header
+    if len(fields) >= 9 and fields[3].isdigit() and fields[4].isdigit() and fields[6] in "+-.":
+        return "gtf"
+    if len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit():
+        return "bed"
+    raise GeneTableError(
+        "cannot tell the gene-table format; expected an ML4G TSV (gene_name, chr, gene_start, "
+        "gene_end, TSS_start, TSS_end, strand), BED6, GTF or a TSV with a TSS column",
+        path=path,
+    )
+
+
+def read_genes(
+    paths: str | Path | Sequence[str | Path],
+    fmt: str | None = None,
+    build: str | None = None,
+) -> pd.DataFrame:
+    """Read one or more gene tables into the canonical gene table.
+
+    Several files (e.g. ML4G train, val and test info tables) are concatenated; a gene listed
+    identically in two files is kept once, a gene listed differently is an error.
+    """
+    if isinstance(paths, (str, Path)):
+        paths = [paths]
+    tables = []
+    for p in paths:
+        path = require_file(p, "gene table")
+        kind = fmt or detect_format(path)
+        reader = {"ml4g": _read_ml4g, "bed": _read_bed, "gtf": _read_gtf, "tss-tsv": _read_tss_tsv}
+        if kind not in reader:
+            raise GeneTableError(f"unknown gene-table format {kind!r}; use one of {', '.join(FORMATS)}")
+        table = reader[kind](path, build) if kind == "tss-tsv" else reader[kind](path)
+        table["_source"] = str(path)
+        tables.append(table)
+    genes = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    if len(tables) > 1:
+        genes = genes.drop_duplicates(subset=GENE_COLUMNS).reset_index(drop=True)
+    _check_unique(genes)
+    return genes[GENE_COLUMNS].reset_index(drop=True)
+
+
+# -- validation helpers ------------------------------------------------------------------------
+
+
+def _to_int(table: pd.DataFrame, column: str, path: Path, line_offset: int, id_col: str) -> pd.Series:
+    values = pd.to_numeric(table[column], errors="coerce")
+    bad = values.isna() | (values != np.floor(values.fillna(0)))
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise GeneTableError(
+            f"gene {table[id_col].iloc[i]!r}: non-numeric {column} {table[column].iloc[i]!r}",
+            path=path,
+            line=int(table["_line"].iloc[i]) if "_line" in table else i + line_offset,
+        )
+    return values.astype("int64")
+
+
+def _finish(
+    path: Path,
+    raw: pd.DataFrame,
+    *,
+    gene_id: pd.Series,
+    gene_name: pd.Series,
+    chrom: pd.Series,
+    start: pd.Series,
+    end: pd.Series,
+    strand: pd.Series,
+    tss: pd.Series,
+) -> pd.DataFrame:
+    """Validate strands and coordinates and assemble the canonical columns."""
+    lines = raw["_line"].to_numpy()
+    strand = strand.astype(str).str.strip()
+    bad = ~strand.isin(["+", "-"])
+    if bad.any():
+        i = int(np.flatnonzero(bad.to_numpy())[0])
+        raise GeneTableError(
+            f"gene {gene_id.iloc[i]!r}: unknown strand {strand.iloc[i]!r} (expected + or -)",
+            path=path,
+            line=int(lines[i]),
+        )
+    bad = (start.to_numpy() > end.to_numpy()) | (start.to_numpy() < 0)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise GeneTableError(
+            f"gene {gene_id.iloc[i]!r}: start {start.iloc[i]} > end {end.iloc[i]}"
+            if start.iloc[i] > end.iloc[i]
+            else f"gene {gene_id.iloc[i]!r}: negative start {start.iloc[i]}",
+            path=path,
+            line=int(lines[i]),
+        )
+    if (tss.to_numpy() < 0).any():
+        i = int(np.flatnonzero(tss.to_numpy() < 0)[0])
+        raise GeneTableError(f"gene {gene_id.iloc[i]!r}: negative TSS", path=path, line=int(lines[i]))
+    names = gene_name.astype(str).where(gene_name.notna(), gene_id.astype(str))
+    out = pd.DataFrame(
+        {
+            "gene_id": gene_id.astype(str).str.strip().to_numpy(),
+            "gene_name": names.str.strip().to_numpy(),
+            "chrom": [canonical_chrom(str(c).strip()) for c in chrom],
+            "start": start.to_numpy(dtype="int64"),
+            "end": end.to_numpy(dtype="int64"),
+            "strand": strand.to_numpy(),
+            "tss": tss.to_numpy(dtype="int64"),
+            "_line": lines,
+        }
+    )
+    empty = out["gene_id"].isin(["", "nan", "None"])
+    if empty.any():
+        i = int(np.flatnonzero(empty.to_numpy())[0])
+        raise GeneTableError("empty gene id", path=path, line=int(lines[i]))
+    return out
+
+
+def _check_unique(genes: pd.DataFrame) -> None:
+    dup = genes["gene_id"].duplicated(keep=False)
+    if dup.any():
+        rows = genes[dup]
+        gid = rows["gene_id"].iloc[0]
+        first = rows[rows["gene_id"] == gid]
+        where = [f"{s}:{ln}" for s, ln in zip(first["_source"], first["_line"], strict=True)][:2]
+        raise GeneTableError(
+            f"duplicate gene id {gid!r} at {' and '.join(where)} "
+            f"({int(dup.sum())} rows have a repeated id); gene ids must be unique",
+            path=first["_source"].iloc[0],
+        )
+
+
+def _read_delimited(path: Path, header: bool) -> pd.DataFrame:
+    try:
+        table = pd.read_csv(
+            path,
+            sep="\t",
+            header=0 if header else None,
+            dtype=str,
+            comment=None,
+            keep_default_na=False,
+            skip_blank_lines=True,
+        )
+    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+        raise GeneTableError(f"cannot parse as tab-separated text ({exc})", path=path) from exc
+    return table
+
+
+def _add_line_numbers(table: pd.DataFrame, path: Path, header: bool) -> pd.DataFrame:
+    """Attach the 1-based file line of each row (skipping comments and blank lines)."""
+    numbers = []
+    with _open_text(path) as fh:
+        seen_header = not header
+        for n, raw in enumerate(fh, start=1):
+            if not raw.strip() or raw.startswith(("#", "track", "browser")):
+                continue
+            if not seen_header:
+                seen_header = True
+                continue
+            numbers.append(n)
+    table = table.copy()
+    table["_line"] = numbers[: len(table)] if len(numbers) >= len(table) else range(1, len(table) + 1)
+    return table
+
+
+# -- readers -------------------------------------------------------------------------------------
+
+
+def _read_ml4g(path: Path) -> pd.DataFrame:
+    """ML4G CAGE tables. TSS_start..TSS_end is a 50 bp window starting at the TSS and running
+    downstream, so the TSS is TSS_start on + and TSS_end - 1 on -. Coordinates are taken as
+    0-based half-open, as in BED."""
+    raw = _read_delimited(path, header=True)
+    raw.columns = [c.strip() for c in raw.columns]
+    missing = [c for c in ML4G_COLUMNS if c not in raw.columns]
+    if missing:
+        raise GeneTableError(f"missing column(s) {', '.join(missing)} for an ML4G gene table", path=path)
+    raw = _add_line_numbers(raw, path, header=True)
+    ints = {c: _to_int(raw, c, path, 2, "gene_name") for c in ML4G_COLUMNS[2:6]}
+    plus = raw["strand"].str.strip() == "+"
+    tss = ints["TSS_start"].where(plus, ints["TSS_end"] - 1)
+    return _finish(
+        path,
+        raw,
+        gene_id=raw["gene_name"],
+        gene_name=raw["gene_name"],
+        chrom=raw["chr"],
+        start=ints["gene_start"],
+        end=ints["gene_end"],
+        strand=raw["strand"],
+        tss=tss,
+    )
+
+
+def _read_bed(path: Path) -> pd.DataFrame:
+    """BED6 (chrom, start, end, name, score, strand); the TSS is start on + and end - 1 on -."""
+    rows = []
+    lines = []
+    with _open_text(path) as fh:
+        for n, raw_line in enumerate(fh, start=1):
+            if not raw_line.strip() or raw_line.startswith(("#", "track", "browser")):
+                continue
+            fields = raw_line.rstrip("\n\r").split("\t")
+            if len(fields) < 6:
+                raise GeneTableError(
+                    f"BED gene table needs 6 columns (chrom, start, end, name, score, strand), "
+                    f"found {len(fields)}",
+                    path=path,
+                    line=n,
+                )
+            rows.append(fields[:6])
+            lines.append(n)
+    raw = pd.DataFrame(rows, columns=["chrom", "start", "end", "name", "score", "strand"])
+    raw["_line"] = lines
+    start = _to_int(raw, "start", path, 1, "name")
+    end = _to_int(raw, "end", path, 1, "name")
+    plus = raw["strand"].str.strip() == "+"
+    return _finish(
+        path,
+        raw,
+        gene_id=raw["name"],
+        gene_name=raw["name"],
+        chrom=raw["chrom"],
+        start=start,
+        end=end,
+        strand=raw["strand"],
+        tss=start.where(plus, end - 1),
+    )
+
+
+def _gtf_attribute(attrs: pd.Series, key: str) -> pd.Series:
+    return attrs.str.extract(rf'(?:^|;)\s*{key}\s+"([^"]*)"', expand=False)
+
+
+def _read_gtf(path: Path) -> pd.DataFrame:
+    """GTF ``gene`` records (1-based inclusive) converted to 0-based half-open."""
+    try:
+        raw = pd.read_csv(
+            path, sep="\t", header=None, comment="#", dtype=str, usecols=range(9), keep_default_na=False
+        )
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise GeneTableError(f"cannot parse as GTF ({exc})", path=path) from exc
+    raw.columns = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attrs"]
+    raw = _add_line_numbers(raw, path, header=False)
+    raw = raw[raw["feature"] == "gene"].reset_index(drop=True)
+    if raw.empty:
+        raise GeneTableError("GTF has no 'gene' records", path=path)
+    raw["gene_id"] = _gtf_attribute(raw["attrs"], "gene_id")
+    if raw["gene_id"].isna().any():
+        i = int(np.flatnonzero(raw["gene_id"].isna().to_numpy())[0])
+        raise GeneTableError("gene record without a gene_id attribute", path=path, line=int(raw["_line"][i]))
+    start = _to_int(raw, "start", path, 1, "gene_id") - 1
+    end = _to_int(raw, "end", path, 1, "gene_id")
+    plus = raw["strand"].str.strip() == "+"
+    return _finish(
+        path,
+        raw,
+        gene_id=raw["gene_id"],
+        gene_name=_gtf_attribute(raw["attrs"], "gene_name"),
+        chrom=raw["chrom"],
+        start=start,
+        end=end,
+        strand=raw["strand"],
+        tss=start.where(plus, end - 1),
+    )
+
+
+def _pick(columns: list[str], field: str, build: str | None) -> str | None:
+    """Find the column for ``field``, preferring one suffixed with the build (``tss_hg19``)."""
+    lowered = {c.lower(): c for c in columns}
+    for alias in _TSV_ALIASES[field]:
+        if build:
+            for sep in ("_", ".", "-"):
+                if f"{alias}{sep}{build}" in lowered:
+                    return lowered[f"{alias}{sep}{build}"]
+        if alias in lowered:
+            return lowered[alias]
+    return None
+
+
+def _read_tss_tsv(path: Path, build: str | None) -> pd.DataFrame:
+    """A TSV with a TSS column, 1-based like Ensembl/BioMart exports.
+
+    Files with per-build columns (``tss_hg38``, ``tss_hg19``) need ``--build``. When a build has a
+    TSS but no gene body (``genes_hg38_hg19.tsv`` for hg19), the body is carried over from the
+    other build, shifted by the TSS offset, since liftover is locally a translation.
+    """
+    raw = _read_delimited(path, header=True)
+    raw.columns = [c.strip() for c in raw.columns]
+    columns = list(raw.columns)
+    builds_present = [b for b in BUILDS if any(c.lower().endswith(b) for c in columns)]
+    if builds_present and build is None:
+        raise GeneTableError(
+            f"has columns for several genome builds ({', '.join(builds_present)}); "
+            f"choose one with --build {'|'.join(builds_present)}",
+            path=path,
+        )
+    if build is not None and builds_present and build not in builds_present:
+        raise GeneTableError(
+            f"has no columns for build {build}; it has {', '.join(builds_present)}", path=path
+        )
+    cols = {f: _pick(columns, f, build) for f in _TSV_ALIASES}
+    if cols["strand"] is None:  # strand rarely changes between builds: borrow the other build's
+        cols["strand"] = next((_pick(columns, "strand", b) for b in builds_present if _pick(columns, "strand", b)), None)
+    required = ["chrom", "strand", "tss"]
+    missing = [f for f in required if cols[f] is None]
+    if cols["gene_id"] is None and cols["gene_name"] is None:
+        missing.insert(0, "gene_id or gene_name")
+    if missing:
+        raise GeneTableError(f"missing column(s) {', '.join(missing)} for a TSS-column gene table", path=path)
+    raw = _add_line_numbers(raw, path, header=True)
+    id_col = cols["gene_id"] or cols["gene_name"]
+    # Rows without coordinates for the chosen build (unmapped genes) are skipped, not errors.
+    missing_values = {"", "NA", "NaN", "nan", "None", "."}
+    has_coords = ~raw[cols["tss"]].str.strip().isin(missing_values) & ~raw[cols["chrom"]].str.strip().isin(missing_values)
+    raw = raw[has_coords].reset_index(drop=True)
+    tss = _to_int(raw, cols["tss"], path, 2, id_col) - 1
+    if cols["start"] is not None and cols["end"] is not None:
+        start = _to_int(raw, cols["start"], path, 2, id_col) - 1
+        end = _to_int(raw, cols["end"], path, 2, id_col)
+    else:
+        other = [b for b in builds_present if b != build]
+        body = [(_pick(columns, "start", b), _pick(columns, "end", b), _pick(columns, "tss", b)) for b in other]
+        body = [b for b in body if all(b)]
+        other_chrom = [_pick(columns, "chrom", b) for b in other]
+        if body and other_chrom[0]:
+            s_col, e_col, t_col = body[0]
+            same_chrom = raw[other_chrom[0]].map(canonical_chrom) == raw[cols["chrom"]].map(canonical_chrom)
+            shift = (tss + 1 - pd.to_numeric(raw[t_col], errors="coerce")).where(same_chrom)
+            start = (pd.to_numeric(raw[s_col], errors="coerce") - 1 + shift).fillna(tss)
+            end = (pd.to_numeric(raw[e_col], errors="coerce") + shift).fillna(tss + 1)
+            start, end = start.clip(lower=0).astype("int64"), end.clip(lower=1).astype("int64")
+        else:
+            start, end = tss, tss + 1
+    strand = raw[cols["strand"]].str.strip().replace({"1": "+", "-1": "-", "+1": "+"})
+    return _finish(
+        path,
+        raw,
+        gene_id=raw[id_col],
+        gene_name=raw[cols["gene_name"]] if cols["gene_name"] else raw[id_col],
+        chrom=raw[cols["chrom"]],
+        start=start,
+        end=end,
+        strand=strand,
+        tss=tss,
+    )

@@ -1,0 +1,64 @@
+"""Loading and cross-checking the user's inputs: gene table(s), labels and a track manifest."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from epx.genes import read_genes
+from epx.labels import parse_label_option, read_label_files
+from epx.manifest import check_gene_chroms, read_manifest
+
+
+@dataclass
+class Inputs:
+    genes: pd.DataFrame
+    labels: pd.DataFrame | None = None
+    manifest: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def load_inputs(
+    genes: Sequence[str | Path],
+    *,
+    manifest: str | Path | None = None,
+    labels: Sequence[str] = (),
+    build: str | None = None,
+) -> Inputs:
+    """Read everything and check it fits together; problems raise one-line EpxErrors."""
+    gene_table = read_genes(list(genes), build=build)
+    label_files = dict(parse_label_option(item) for item in labels)
+    label_table = read_label_files(label_files, gene_table) if label_files else None
+    result = Inputs(genes=gene_table, labels=label_table)
+    if manifest is not None:
+        result.manifest = read_manifest(manifest)
+        missing = check_gene_chroms(gene_table, result.manifest)
+        for track, chroms in missing.items():
+            n = int(gene_table["chrom"].isin(chroms).sum())
+            result.warnings.append(
+                f"{track}: {n:,} genes on {len(chroms)} chromosome(s) absent from the track "
+                f"(e.g. {', '.join(chroms[:3])}) get missing values"
+            )
+        if label_table is not None:
+            extra = sorted(set(label_table["cell_line"]) - set(result.manifest["cell_line"]))
+            if extra:
+                result.warnings.append(f"labels for cell line(s) {', '.join(extra)} have no tracks in the manifest")
+    return result
+
+
+def load_split_input(
+    path: str | Path, labels: Sequence[str], build: str | None
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame | None]:
+    """A gene table or a dataset directory -> (genes, cell lines, labels)."""
+    p = Path(path)
+    if p.is_dir():
+        from epx.dataset import load_dataset
+
+        ds = load_dataset(p)
+        return ds.genes, list(ds.cell_lines), ds.labels
+    inputs = load_inputs([p], labels=labels, build=build)
+    cells = sorted(inputs.labels["cell_line"].unique()) if inputs.labels is not None else []
+    return inputs.genes, cells, inputs.labels

@@ -1,0 +1,145 @@
+"""Expression labels: one file per cell line (gene, value), matched to the gene table.
+
+Derived targets are computed here and only here, so every backend sees identical targets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epx.errors import LabelError, require_file
+
+TARGETS = ("raw", "log1p", "rank", "nonzero", "binary")
+TARGET_HELP = {
+    "raw": "the expression value as given",
+    "log1p": "log(1 + value)",
+    "rank": "normalised rank in [0, 1] per cell line (average ties)",
+    "nonzero": "1 if value > 0 else 0",
+    "binary": "1 if value is above the cell line's median else 0",
+}
+
+
+def parse_label_option(text: str) -> tuple[str, Path]:
+    """Parse ``CELL=FILE`` from the command line."""
+    if "=" not in text:
+        raise LabelError(f"--labels expects CELL=FILE, got {text!r}")
+    cell, _, path = text.partition("=")
+    if not cell.strip() or not path.strip():
+        raise LabelError(f"--labels expects CELL=FILE, got {text!r}")
+    return cell.strip(), Path(path.strip())
+
+
+def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
+    """Read one label file and return values indexed by the gene table's gene_id.
+
+    The first column names a gene (gene_id, or gene_name when ids do not match), the second (or
+    a column called gex/value/expression/rpkm/count) holds the value. A header is detected when
+    the value column of the first line is not numeric. Labels for genes absent from the gene
+    table are an error: they usually mean the wrong gene table or build.
+    """
+    path = require_file(path, "label file")
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        first = fh.readline()
+    sep = "\t" if "\t" in first else ","
+    fields = first.rstrip("\n\r").split(sep)
+    if len(fields) < 2:
+        raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
+    has_header = not _is_number(fields[-1]) or not _is_number(fields[1])
+    raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False)
+    if raw.shape[1] < 2:
+        raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
+    value_col = raw.columns[1]
+    lowered = {str(c).lower(): c for c in raw.columns}
+    for name in ("gex", "value", "expression", "rpkm", "tpm", "count", "label"):
+        if name in lowered:
+            value_col = lowered[name]
+            break
+    offset = 2 if has_header else 1
+    names = raw[raw.columns[0]].astype(str).str.strip()
+    values = pd.to_numeric(raw[value_col].str.strip(), errors="coerce")
+    if values.isna().any():
+        i = int(np.flatnonzero(values.isna().to_numpy())[0])
+        raise LabelError(
+            f"gene {names.iloc[i]!r}: non-numeric value {raw[value_col].iloc[i]!r}", path=path, line=i + offset
+        )
+    by_id = names.isin(genes["gene_id"])
+    if by_id.mean() >= 0.5:
+        key = names
+        known = by_id
+        index = genes["gene_id"]
+    else:
+        known = names.isin(genes["gene_name"])
+        name_to_id = dict(zip(genes["gene_name"], genes["gene_id"], strict=True)) if genes["gene_name"].is_unique else None
+        if name_to_id is None:
+            dup = genes["gene_name"][genes["gene_name"].duplicated()].iloc[0]
+            raise LabelError(
+                f"labels name genes by gene_name, but gene name {dup!r} is ambiguous in the gene table",
+                path=path,
+            )
+        key = names.map(name_to_id)
+        index = genes["gene_id"]
+    if not known.all():
+        unknown = names[~known]
+        i = int(np.flatnonzero((~known).to_numpy())[0])
+        raise LabelError(
+            f"gene {unknown.iloc[0]!r} is not in the gene table ({len(unknown)} unknown gene(s), "
+            f"e.g. {', '.join(map(repr, unknown.iloc[:3]))}); check the gene table and genome build",
+            path=path,
+            line=i + offset,
+        )
+    if key.duplicated().any():
+        i = int(np.flatnonzero(key.duplicated().to_numpy())[0])
+        raise LabelError(f"gene {names.iloc[i]!r} is listed twice", path=path, line=i + offset)
+    series = pd.Series(values.to_numpy(dtype="float64"), index=key.to_numpy(), name="value")
+    return series.reindex(index[index.isin(series.index)])
+
+
+def read_label_files(files: Mapping[str, str | Path], genes: pd.DataFrame) -> pd.DataFrame:
+    """Read ``{cell_line: file}`` into a long table (gene_id, cell_line, value)."""
+    frames = []
+    for cell, path in files.items():
+        s = read_labels(path, genes)
+        frames.append(pd.DataFrame({"gene_id": s.index, "cell_line": cell, "value": s.to_numpy()}))
+    if not frames:
+        return pd.DataFrame({"gene_id": [], "cell_line": [], "value": []})
+    return pd.concat(frames, ignore_index=True)
+
+
+def derive_target(values: np.ndarray | pd.Series, kind: str) -> np.ndarray:
+    """Compute a derived target from raw expression values of ONE cell line."""
+    v = np.asarray(values, dtype="float64")
+    if kind == "raw":
+        return v.copy()
+    if kind == "log1p":
+        return np.log1p(np.clip(v, 0, None))
+    if kind == "rank":
+        from scipy.stats import rankdata
+
+        if v.size <= 1:
+            return np.zeros_like(v)
+        return (rankdata(v, method="average") - 1.0) / (v.size - 1.0)
+    if kind == "nonzero":
+        return (v > 0).astype("float64")
+    if kind == "binary":
+        return (v > np.median(v)).astype("float64")
+    raise LabelError(f"unknown target {kind!r}; use one of {', '.join(TARGETS)}")
+
+
+def derive_targets(labels: pd.DataFrame, kind: str) -> pd.Series:
+    """Apply :func:`derive_target` per cell line of a long label table; returns aligned values."""
+    out = pd.Series(np.nan, index=labels.index, dtype="float64")
+    for _, idx in labels.groupby("cell_line", sort=False).groups.items():
+        out.loc[idx] = derive_target(labels.loc[idx, "value"].to_numpy(), kind)
+    return out
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,161 @@
+"""Track manifests: one row per (cell_line, assay, kind, path), from TSV or YAML.
+
+Relative paths are resolved against the manifest's own directory, so a study folder can move.
+YAML manifests are either a list of rows (``tracks: [{cell_line, assay, kind, path}, ...]``) or
+nested as ``{cell_line: {assay: {bigwig: path, bed: path}}}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from epx.errors import ManifestError, require_file
+
+KINDS = ("bigwig", "bed")
+MANIFEST_COLUMNS = ["cell_line", "assay", "kind", "path"]
+_KIND_ALIASES = {
+    "bigwig": "bigwig", "bw": "bigwig", "bigWig": "bigwig",
+    "bed": "bed", "narrowpeak": "bed", "broadpeak": "bed", "peaks": "bed", "bed3": "bed",
+}
+
+
+def _rows_from_yaml(path: Path) -> list[tuple[int | None, dict]]:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        raise ManifestError(f"invalid YAML ({getattr(exc, 'problem', exc)})", path=path,
+                            line=mark.line + 1 if mark else None) from exc
+    if isinstance(data, dict) and "tracks" in data:
+        data = data["tracks"]
+    rows: list[tuple[int | None, dict]] = []
+    if isinstance(data, list):
+        for item in data:
+            if not isinstance(item, dict):
+                raise ManifestError(f"each track must be a mapping, got {item!r}", path=path)
+            rows.append((None, item))
+    elif isinstance(data, dict):
+        for cell, assays in data.items():
+            if not isinstance(assays, dict):
+                raise ManifestError(f"cell line {cell!r}: expected a mapping of assays", path=path)
+            for assay, kinds in assays.items():
+                if not isinstance(kinds, dict):
+                    raise ManifestError(f"{cell}/{assay}: expected a mapping of kind: path", path=path)
+                for kind, p in kinds.items():
+                    rows.append((None, {"cell_line": cell, "assay": assay, "kind": kind, "path": p}))
+    else:
+        raise ManifestError("expected a list of tracks or a cell_line -> assay -> kind mapping", path=path)
+    return rows
+
+
+def _rows_from_tsv(path: Path) -> list[tuple[int | None, dict]]:
+    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    content = [(n, ln) for n, ln in enumerate(lines, start=1) if ln.strip() and not ln.startswith("#")]
+    if not content:
+        raise ManifestError("manifest is empty", path=path)
+    header_line, header = content[0]
+    sep = "\t" if "\t" in header else ","
+    columns = [c.strip().lower() for c in header.split(sep)]
+    columns = ["cell_line" if c in ("cell", "cell_line", "cellline", "sample") else c for c in columns]
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    if missing:
+        raise ManifestError(
+            f"missing column(s) {', '.join(missing)}; the header must name cell_line, assay, kind, path",
+            path=path, line=header_line,
+        )
+    rows: list[tuple[int | None, dict]] = []
+    for n, ln in content[1:]:
+        fields = [f.strip() for f in ln.split(sep)]
+        if len(fields) < len(columns):
+            raise ManifestError(f"expected {len(columns)} columns, found {len(fields)}", path=path, line=n)
+        rows.append((n, dict(zip(columns, fields, strict=False))))
+    return rows
+
+
+def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
+    """Read and validate a manifest; paths come back absolute."""
+    path = require_file(path, "manifest")
+    is_yaml = path.suffix.lower() in (".yaml", ".yml")
+    rows = _rows_from_yaml(path) if is_yaml else _rows_from_tsv(path)
+    records = []
+    seen: dict[tuple[str, str, str], int | None] = {}
+    for line, row in rows:
+        missing = [c for c in MANIFEST_COLUMNS if not str(row.get(c, "") or "").strip()]
+        if missing:
+            raise ManifestError(f"row is missing {', '.join(missing)}", path=path, line=line)
+        kind_raw = str(row["kind"]).strip()
+        kind = _KIND_ALIASES.get(kind_raw, _KIND_ALIASES.get(kind_raw.lower()))
+        if kind is None:
+            raise ManifestError(
+                f"unknown kind {kind_raw!r} for {row['cell_line']}/{row['assay']}; use bigwig or bed",
+                path=path, line=line,
+            )
+        track = Path(str(row["path"]).strip()).expanduser()
+        if not track.is_absolute():
+            track = (path.parent / track).resolve()
+        if check_files and not track.is_file():
+            raise ManifestError(
+                f"{row['cell_line']}/{row['assay']} {kind} file not found: {track}", path=path, line=line
+            )
+        key = (str(row["cell_line"]).strip(), str(row["assay"]).strip(), kind)
+        if key in seen:
+            raise ManifestError(f"duplicate track {'/'.join(key)}", path=path, line=line)
+        seen[key] = line
+        records.append({"cell_line": key[0], "assay": key[1], "kind": kind, "path": str(track), "line": line})
+    if not records:
+        raise ManifestError("manifest lists no tracks", path=path)
+    return pd.DataFrame.from_records(records)
+
+
+def track_chroms(path: str | Path, kind: str) -> set[str]:
+    """Chromosome names a track file uses (bigWig header, or the first column of a BED)."""
+    if kind == "bigwig":
+        import pyBigWig
+
+        try:
+            bw = pyBigWig.open(str(path))
+        except RuntimeError as exc:
+            raise ManifestError("not a readable bigWig file", path=path) from exc
+        if bw is None or not bw.isBigWig():
+            raise ManifestError("not a bigWig file", path=path)
+        try:
+            return set(bw.chroms().keys())
+        finally:
+            bw.close()
+    names: set[str] = set()
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for ln in fh:
+            if ln.startswith(("#", "track", "browser")) or not ln.strip():
+                continue
+            names.add(ln.split("\t", 1)[0].strip())
+    return names
+
+
+def check_gene_chroms(genes: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, list[str]]:
+    """Fail when no gene chromosome is in any track; otherwise report per-track missing chromosomes.
+
+    Returns ``{track label: [gene chromosomes absent from that track]}`` for the caller to warn about.
+    """
+    from epx.chroms import canonical_chrom
+
+    gene_chroms = set(genes["chrom"].unique())
+    missing_by_track: dict[str, list[str]] = {}
+    union: set[str] = set()
+    for row in manifest.itertuples():
+        chroms = {canonical_chrom(c) for c in track_chroms(row.path, row.kind)}
+        union |= chroms
+        missing = sorted(gene_chroms - chroms)
+        if missing:
+            missing_by_track[f"{row.cell_line}/{row.assay}/{row.kind}"] = missing
+    if not gene_chroms & union:
+        example = ", ".join(sorted(gene_chroms)[:3])
+        tracks = ", ".join(sorted(union)[:3]) or "none"
+        raise ManifestError(
+            f"no gene chromosome ({example}, ...) appears in any track (tracks have {tracks}, ...); "
+            "check that the gene table and tracks use the same genome build"
+        )
+    return missing_by_track

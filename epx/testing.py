@@ -1,0 +1,102 @@
+"""Conformance checks any model plugin can run in its own tests (like scikit-learn's
+``check_estimator``)::
+
+    from epx.testing import check_model
+    def test_conforms(tmp_path):
+        check_model("ridge", tmp_path)
+
+Each check raises AssertionError with a message saying what the plugin must fix.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epx.contract import INPUT_KINDS, FoldData
+from epx.plugins import ModelSpec, get_spec
+
+
+def synthetic_fold(input_kind: str, n: int, task: str, seed: int = 0, n_features: int = 8) -> FoldData:
+    """Learnable synthetic data in the model's input kind (signal in the first feature/assay/base)."""
+    rng = np.random.default_rng(seed)
+    if input_kind == "tabular":
+        X = rng.normal(size=(n, n_features)).astype(np.float32)
+        signal = X[:, 0] + 0.5 * X[:, 1]
+        names = [f"f{i}" for i in range(n_features)]
+    elif input_kind == "binned":
+        X = rng.normal(size=(n, 3, 20)).astype(np.float32)
+        signal = X[:, 0, 8:12].mean(axis=1) * 2
+        names = ["A", "B", "C"]
+    elif input_kind == "sequence":
+        idx = rng.integers(0, 4, size=(n, 64))
+        X = np.eye(4, dtype=np.float32)[idx]
+        signal = X[:, 28:36, 2].sum(axis=1) - 2.0
+        names = ["A", "C", "G", "T"]
+    else:
+        raise AssertionError(f"unknown input kind {input_kind!r}")
+    noise = rng.normal(scale=0.3, size=n)
+    latent = signal + noise
+    if task == "binary":
+        y = (latent > np.median(latent)).astype(np.float64)
+    elif task == "rank":
+        y = (pd.Series(latent).rank().to_numpy() - 1) / (n - 1)
+    else:
+        y = latent.astype(np.float64)
+    rows = pd.DataFrame({"gene_id": [f"g{seed}_{i}" for i in range(n)], "cell_line": "C1"})
+    return FoldData(X=X, y=y, rows=rows, feature_names=names)
+
+
+def check_spec(spec: ModelSpec) -> None:
+    assert spec.input_kind in INPUT_KINDS, f"{spec.name}: unknown input kind {spec.input_kind}"
+    assert spec.description and "\n" not in spec.description, f"{spec.name}: description must be one line"
+    assert spec.tasks, f"{spec.name}: declares no tasks"
+    for key in spec.params:
+        assert key.isidentifier(), f"{spec.name}: parameter name {key!r} is not an identifier"
+
+
+def check_model(spec_or_name: ModelSpec | str, tmp_dir: str | Path, n: int = 240, min_spearman: float = 0.3) -> None:
+    """Fit, predict, save and load the model for every declared task on synthetic data."""
+    from scipy.stats import spearmanr
+
+    spec = get_spec(spec_or_name) if isinstance(spec_or_name, str) else spec_or_name
+    check_spec(spec)
+    cls = spec.load_class()
+    params = spec.resolve_params({})
+    for task in spec.tasks:
+        train = synthetic_fold(spec.input_kind, n, task, seed=1)
+        valid = synthetic_fold(spec.input_kind, n // 4, task, seed=2)
+        test = synthetic_fold(spec.input_kind, n // 2, task, seed=3)
+        test_unlabelled = FoldData(X=test.X, y=None, rows=test.rows, feature_names=test.feature_names)
+
+        model = cls(params, task, 0)
+        model.fit(train, valid)
+        pred = np.asarray(model.predict(test_unlabelled))
+        assert pred.shape == (len(test),), f"{spec.name}/{task}: predict returned shape {pred.shape}, expected ({len(test)},)"
+        assert np.issubdtype(pred.dtype, np.floating), f"{spec.name}/{task}: predictions must be floats, got {pred.dtype}"
+        assert np.isfinite(pred).all(), f"{spec.name}/{task}: predictions contain NaN or inf"
+        if task == "binary":
+            assert pred.min() >= 0 and pred.max() <= 1, f"{spec.name}/binary: predict must return probabilities in [0, 1]"
+        assert np.ptp(pred) > 0, f"{spec.name}/{task}: predictions are constant; the model ignores its input"
+        rho = spearmanr(pred, test.y).statistic
+        assert rho > min_spearman, f"{spec.name}/{task}: Spearman {rho:.2f} on easy synthetic data (needs > {min_spearman})"
+
+        again = cls(params, task, 0)
+        again.fit(train, valid)
+        np.testing.assert_allclose(
+            again.predict(test_unlabelled), pred, rtol=1e-5, atol=1e-6,
+            err_msg=f"{spec.name}/{task}: two fits with the same seed give different predictions",
+        )
+        no_valid = cls(params, task, 0)
+        no_valid.fit(train, None)  # validation data is optional
+
+        out = Path(tmp_dir) / f"{spec.name}-{task}"
+        model.save(out)
+        assert out.is_dir() and any(out.iterdir()), f"{spec.name}/{task}: save() wrote nothing to {out}"
+        loaded = cls.load(out)
+        np.testing.assert_allclose(
+            loaded.predict(test_unlabelled), pred, rtol=1e-5, atol=1e-6,
+            err_msg=f"{spec.name}/{task}: predictions change after save() and load()",
+        )

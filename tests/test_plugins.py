@@ -1,0 +1,126 @@
+"""The plugin contract: discovery, a broken plugin as a listed error, params, conformance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+from conftest import assert_user_error
+
+from epx.contract import FoldData
+from epx.errors import PluginError
+from epx.plugins import ModelSpec, coerce_param, discover, get_spec, read_param_config
+from epx.testing import check_model
+
+
+def test_models_lists_the_example_plugin(run):
+    result = run("models", "--json")
+    assert result.exit_code == 0
+    entries = {e["name"]: e for e in json.loads(result.stdout)}
+    ridge = entries["ridge"]
+    assert ridge["distribution"] == "epx-example" and ridge["version"] == "0.1.0"
+    assert ridge["input_kind"] == "tabular" and "binary" in ridge["tasks"] and ridge["error"] is None
+    table = run("models")
+    assert "ridge" in table.stdout and "epx-example" in table.stdout
+    params = run("models", "ridge")
+    assert "alpha" in params.stdout and "1.0" in params.stdout
+
+
+def test_unknown_model_lists_installed(run):
+    assert_user_error(run("models", "nope"), "unknown model 'nope'", "ridge")
+
+
+def _broken_plugins(tmp_path):
+    """A real installed distribution whose entry points are broken in three ways."""
+    dist = tmp_path / "epx_broken-0.3.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epx-broken\nVersion: 0.3\n")
+    (dist / "entry_points.txt").write_text(
+        "[epx.models]\ncrash = epx_broken_import:spec\nnotaspec = epx_broken_obj:spec\nbadkind = epx_broken_kind:spec\n"
+    )
+    (tmp_path / "epx_broken_import.py").write_text("import a_module_that_does_not_exist\n")
+    (tmp_path / "epx_broken_obj.py").write_text("spec = 42\n")
+    (tmp_path / "epx_broken_kind.py").write_text(textwrap.dedent("""
+        from epx.plugins import ModelSpec
+        spec = ModelSpec(name="badkind", description="x", input_kind="images", tasks=("regression",), model="m:C")
+    """))
+    return tmp_path
+
+
+def test_broken_plugin_is_listed_not_fatal(tmp_path):
+    env = {**os.environ, "PYTHONPATH": str(_broken_plugins(tmp_path))}
+    result = subprocess.run([sys.executable, "-m", "epx.cli", "models", "--json"], capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr
+    entries = {e["name"]: e for e in json.loads(result.stdout)}
+    assert entries["ridge"]["error"] is None
+    assert "ModuleNotFoundError" in entries["crash"]["error"]
+    assert "not an epx ModelSpec" in entries["notaspec"]["error"]
+    assert "unknown input kind 'images'" in entries["badkind"]["error"]
+    assert entries["crash"]["distribution"] == "epx-broken"
+    table = subprocess.run([sys.executable, "-m", "epx.cli", "models"], capture_output=True, text=True, env=env)
+    assert table.returncode == 0 and "failed to load" in table.stdout
+    used = subprocess.run([sys.executable, "-m", "epx.cli", "models", "crash"], capture_output=True, text=True, env=env)
+    assert used.returncode == 2 and "failed to load" in used.stderr
+
+
+def test_param_coercion_and_config(tmp_path):
+    spec = get_spec("ridge")
+    assert spec.resolve_params({"alpha": "0.5", "fit_intercept": "false", "max_iter": "7"}) == {
+        "alpha": 0.5, "fit_intercept": False, "max_iter": 7}
+    with pytest.raises(PluginError, match="expects int"):
+        spec.resolve_params({"max_iter": "many"})
+    with pytest.raises(PluginError, match="no parameter 'lr'"):
+        spec.resolve_params({"lr": "1"})
+    assert coerce_param("m", "k", 3, 1.0) == 3.0 and coerce_param("m", "k", True, False) is True
+    toml = tmp_path / "c.toml"
+    toml.write_text("[ridge]\nalpha = 2.5\n")
+    assert spec.resolve_params(read_param_config(toml, "ridge"))["alpha"] == 2.5
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text("alpha: 3\n")
+    assert spec.resolve_params(read_param_config(yaml, "ridge"))["alpha"] == 3.0
+
+
+def test_spec_validation():
+    with pytest.raises(PluginError, match="unknown task"):
+        ModelSpec(name="x", description="d", input_kind="tabular", tasks=("clustering",), model="a:B")
+    with pytest.raises(PluginError, match="module:Class"):
+        ModelSpec(name="x", description="d", input_kind="tabular", tasks=("rank",), model="a.B")
+    assert {e.name for e in discover()} >= {"ridge"}
+
+
+def test_conformance_check_catches_a_bad_model(tmp_path, monkeypatch):
+    """check_model must fail a model that ignores its input (so it can fail at all)."""
+    module = tmp_path / "epx_constant_model.py"
+    module.write_text(textwrap.dedent("""
+        import numpy as np
+        class Constant:
+            def __init__(self, params, task, seed=0): pass
+            def fit(self, train, valid=None): pass
+            def predict(self, data): return np.zeros(len(data))
+            def save(self, directory): directory.mkdir(parents=True, exist_ok=True); (directory / "x").write_text("")
+            @classmethod
+            def load(cls, directory): return cls({}, "regression")
+    """))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    spec = ModelSpec(name="constant", description="d", input_kind="tabular", tasks=("regression",),
+                     model="epx_constant_model:Constant")
+    with pytest.raises(AssertionError, match="constant"):
+        check_model(spec, tmp_path)
+
+
+def test_ridge_learns(tmp_path):
+    from epx.testing import synthetic_fold
+
+    check_model("ridge", tmp_path)
+    cls = get_spec("ridge").load_class()
+    train = synthetic_fold("tabular", 200, "regression", seed=1)
+    model = cls(get_spec("ridge").resolve_params({}), "regression", 0)
+    model.fit(train)
+    X = train.X.copy()
+    X[0, 3] = float("nan")  # a missing assay must not crash prediction
+    pred = model.predict(FoldData(X=X, y=None, rows=train.rows))
+    assert pred.shape == (200,) and bool(abs(pred[0]) < 100)
