@@ -31,7 +31,9 @@ def info(message: str) -> None:
 
 
 def warn(message: str) -> None:
-    stderr().print(f"[yellow]warning:[/yellow] {message}", markup=True)
+    from rich.markup import escape
+
+    stderr().print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def error(message: str) -> None:
@@ -40,8 +42,29 @@ def error(message: str) -> None:
     stderr().print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
 
 
-def progress():
-    """A rich progress bar on stderr with a bar, counts and an ETA."""
+class NullProgress:
+    """Stands in for a progress bar when progress is disabled (library use, tests)."""
+
+    def __enter__(self) -> NullProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> bool:
+        return False
+
+    def add_task(self, *args: object, **kwargs: object) -> int:
+        return 0
+
+    def update(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def advance(self, *args: object, **kwargs: object) -> None:
+        pass
+
+
+def progress(enabled: bool = True):
+    """A rich progress bar on stderr with a bar, counts and an ETA (or a no-op one)."""
+    if not enabled:
+        return NullProgress()
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,

@@ -162,7 +162,7 @@ def _finish(
         {
             "gene_id": gene_id.astype(str).str.strip().to_numpy(),
             "gene_name": names.str.strip().to_numpy(),
-            "chrom": [canonical_chrom(str(c).strip()) for c in chrom],
+            "chrom": _canonical_column(chrom),
             "start": start.to_numpy(dtype="int64"),
             "end": end.to_numpy(dtype="int64"),
             "strand": strand.to_numpy(),
@@ -175,6 +175,13 @@ def _finish(
         i = int(np.flatnonzero(empty.to_numpy())[0])
         raise GeneTableError("empty gene id", path=path, line=int(lines[i]))
     return out
+
+
+def _canonical_column(chrom: pd.Series) -> np.ndarray:
+    """Canonical names, computed once per distinct chromosome (tables have ~25 of them)."""
+    values = chrom.astype(str).str.strip()
+    mapping = {c: canonical_chrom(c) for c in pd.unique(values)}
+    return values.map(mapping).to_numpy(dtype=object)
 
 
 def _check_unique(genes: pd.DataFrame) -> None:
@@ -386,7 +393,7 @@ def _read_tss_tsv(path: Path, build: str | None) -> pd.DataFrame:
         other_chrom = [_pick(columns, "chrom", b) for b in other]
         if body and other_chrom[0]:
             s_col, e_col, t_col = body[0]
-            same_chrom = raw[other_chrom[0]].map(canonical_chrom) == raw[cols["chrom"]].map(canonical_chrom)
+            same_chrom = _canonical_column(raw[other_chrom[0]]) == _canonical_column(raw[cols["chrom"]])
             shift = (tss + 1 - pd.to_numeric(raw[t_col], errors="coerce")).where(same_chrom)
             start = (pd.to_numeric(raw[s_col], errors="coerce") - 1 + shift).fillna(tss)
             end = (pd.to_numeric(raw[e_col], errors="coerce") + shift).fillna(tss + 1)

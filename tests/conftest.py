@@ -43,13 +43,14 @@ def run():
 
 
 def assert_user_error(result, *fragments: str) -> None:
-    """One red line on stderr naming the culprit, exit code 2."""
+    """One red error line on stderr naming the culprit (after any progress or warnings), exit 2."""
     assert result.exit_code == 2, (result.exit_code, result.stdout, result.stderr)
     lines = [ln for ln in result.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1, result.stderr
-    assert lines[0].startswith("error:"), lines[0]
+    errors = [ln for ln in lines if ln.startswith("error:")]
+    assert len(errors) == 1 and lines[-1] == errors[0], result.stderr
+    assert "Traceback" not in result.stderr
     for fragment in fragments:
-        assert fragment in lines[0], (fragment, lines[0])
+        assert fragment in errors[0], (fragment, errors[0])
 
 
 ML4G_HEADER = "gene_name\tchr\tgene_start\tgene_end\tTSS_start\tTSS_end\tstrand\n"
@@ -90,3 +91,35 @@ def write_bigwig(path: Path, chroms: dict[str, int], entries: list[tuple[str, in
 def write_bed(path: Path, rows: list[tuple]) -> Path:
     path.write_text("".join("\t".join(map(str, r)) + "\n" for r in rows))
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_study(tmp_path_factory) -> Path:
+    """A small demo study (600 genes, 3 cell lines x 7 assays), generated once per session."""
+    from epx.demo import write_demo
+
+    root = tmp_path_factory.mktemp("demo") / "study"
+    write_demo(root, n_genes=600, seed=3)
+    return root
+
+
+def demo_labels(study: Path, cells=("X1", "X2", "X3")) -> list[str]:
+    args = []
+    for c in cells:
+        args += ["--labels", f"{c}={study / 'labels' / f'{c}.tsv'}"]
+    return args
+
+
+@pytest.fixture(scope="session")
+def demo_dataset(demo_study, tmp_path_factory) -> Path:
+    """The demo study featurized through the real CLI."""
+    from typer.testing import CliRunner
+
+    from epx.cli import app
+
+    out = tmp_path_factory.mktemp("ds") / "dataset"
+    args = ["featurize", "--genes", str(demo_study / "genes.tsv"), "--manifest", str(demo_study / "manifest.tsv"),
+            *demo_labels(demo_study), "-o", str(out), "--workers", "2"]
+    result = CliRunner().invoke(app, args, catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return out

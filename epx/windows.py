@@ -1,0 +1,677 @@
+"""Per-window statistics of a signal track, vectorised over all windows of a chromosome.
+
+The engine behind ``epx featurize`` for bigWig tracks. Each chromosome's data arrive once as sorted,
+non-overlapping intervals (``starts``, ``ends``, ``values``) restricted to the merged windows
+(see :mod:`epx.bigwig`). Each window's interval range comes from ``np.searchsorted``; sums,
+minima and maxima over the ranges of *all* windows come from one ``ufunc.reduceat`` call per
+quantity (windows sorted by first interval, so the work is O(intervals + window overlaps)); the
+partially covered intervals at window edges are corrected separately. There is no per-window
+Python loop.
+
+Semantics (match pyBigWig ``bw.stats(chrom, s, e, type=..., exact=True)``):
+
+* Bases without data are *missing*: ``mean``, ``std``, ``min``, ``max`` and ``slope`` use covered
+  bases only; ``sum`` is the sum over covered bases; ``coverage`` = covered bases / window length.
+* ``std`` is the *sample* standard deviation over covered bases (divisor ``n - 1``; 0 when a single
+  base is covered), exactly as libBigWig computes it for exact statistics.
+* ``sum`` adds ``float32(length) * float32(value)`` products per interval, like libBigWig, so it
+  agrees with pyBigWig to ~1e-12 rather than differing by float32 rounding.
+* ``slope`` is the least-squares slope of the per-base value against the base position over
+  covered bases, in signal units per base, oriented by strand: positive means the signal rises in
+  the direction of transcription. NaN when fewer than 2 bases are covered.
+* A window without any covered base gives NaN for mean/std/min/max/slope and 0 for sum/coverage.
+* Windows are clipped to the chromosome ``[0, size)``; coverage is relative to the clipped length.
+  A window entirely off the chromosome behaves as an uncovered window.
+
+Binned tracks (:func:`bin_matrix`): ``n_bins`` bins of ``bin_size`` bp around each TSS, value =
+sum over the bin / ``bin_size`` (uncovered bases count as 0), plus the covered fraction per bin.
+For ``+`` genes the bins cover ``[tss - h*W, tss + (N-h)*W)`` with ``h = N // 2``; for ``-`` genes
+the geometry is mirrored around ``tss + 1`` (``[tss + 1 - (N-h)*W, tss + 1 + h*W)``) and the bins are
+reversed, so the TSS base always sits in bin ``h`` and downstream is always to the right. Bins off
+the chromosome are 0 with coverage 0.
+
+Numerics: window sums are pairwise float64 sums of the window's own terms (no large prefix
+differences). The two statistics prone to cancellation (``std``, ``slope``) carry a rounding-error
+bound; the few windows where it is not negligible (e.g. constant signal) are recomputed exactly by
+a two-pass sum over their intervals. Slope positions are offsets from the start of the merged
+region of that window type, which keeps them small.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from epx.bigwig import BigWigReader, _ranges, restrict_to_regions
+from epx.chroms import alias_map
+
+STATS: tuple[str, ...] = ("mean", "std", "min", "max", "sum", "coverage", "slope")
+_EPS = np.finfo(np.float64).eps
+_MAX_PAIRS = 2_000_000  # window x interval pairs expanded at once by the exact fallbacks
+
+
+# --------------------------------------------------------------------------------------------
+# Window geometry
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class WindowSpec:
+    """A gene-relative window, with offsets in the direction of transcription.
+
+    ``anchor="tss"``: ``[tss + start, tss + end)`` for ``+`` genes, mirrored around ``tss + 1`` for
+    ``-`` genes (so ``start=-1000, end=1000`` is the same 2 kb around the TSS on either strand).
+    ``anchor="tes"``: relative to the first base past the gene's 3' end (``end`` for ``+`` genes,
+    ``start - 1`` for ``-`` genes), mirrored the same way; ``start=0, end=10000`` is the 10 kb
+    downstream flank. ``anchor="body"``: the gene ``[start, end)`` with its 5' end moved by
+    ``start`` and its 3' end by ``end`` (both 0: the gene body).
+    """
+
+    name: str
+    anchor: str = "tss"
+    start: int = 0
+    end: int = 0
+
+    def __post_init__(self) -> None:
+        if self.anchor not in ("tss", "tes", "body"):
+            raise ValueError(f"unknown window anchor {self.anchor!r} (use tss, tes or body)")
+        if self.anchor != "body" and self.end <= self.start:
+            raise ValueError(f"window {self.name!r}: end offset must exceed start offset")
+
+
+DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
+    WindowSpec("tss", "tss", -1000, 1000),
+    WindowSpec("promoter", "tss", -2000, 500),
+    WindowSpec("body", "body", 0, 0),
+    WindowSpec("upstream", "tss", -10000, -2000),
+    WindowSpec("downstream", "tes", 0, 10000),
+)
+
+
+@dataclass(frozen=True)
+class BinSpec:
+    """``n_bins`` bins of ``bin_size`` bp around the TSS (default 100 x 100 bp = TSS +/- 5 kb)."""
+
+    n_bins: int = 100
+    bin_size: int = 100
+
+
+def gene_windows(
+    spec: WindowSpec, tss: np.ndarray, gstart: np.ndarray, gend: np.ndarray, sign: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Genomic ``[start, end)`` of one window type for each gene (not clipped)."""
+    plus = sign > 0
+    if spec.anchor == "tss":
+        ws = np.where(plus, tss + spec.start, tss + 1 - spec.end)
+        we = np.where(plus, tss + spec.end, tss + 1 - spec.start)
+    elif spec.anchor == "tes":
+        ws = np.where(plus, gend + spec.start, gstart - spec.end)
+        we = np.where(plus, gend + spec.end, gstart - spec.start)
+    else:
+        ws = np.where(plus, gstart + spec.start, gstart - spec.end)
+        we = np.where(plus, gend + spec.end, gend - spec.start)
+    return ws.astype(np.int64), np.maximum(we, ws).astype(np.int64)
+
+
+def bin_span(tss: np.ndarray, sign: np.ndarray, bins: BinSpec) -> tuple[np.ndarray, np.ndarray]:
+    """Genomic ``[start, end)`` covered by the bins of each gene (not clipped)."""
+    n, w = bins.n_bins, bins.bin_size
+    h = n // 2
+    lo = np.where(sign > 0, tss - h * w, tss + 1 - (n - h) * w).astype(np.int64)
+    return lo, lo + n * w
+
+
+def merge_windows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Union of windows as sorted, disjoint, non-touching ``(k, 2)`` regions (empty ones dropped)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    s, e = starts[keep], ends[keep]
+    if len(s) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    run_end = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > run_end[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(s)) - 1
+    return np.column_stack([s[first], run_end[last]])
+
+
+# --------------------------------------------------------------------------------------------
+# Per-chromosome signal with prefix sums
+# --------------------------------------------------------------------------------------------
+def _moment_terms(
+    srel: np.ndarray, length: np.ndarray, v32: np.ndarray, names: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Contributions of base runs ``[anchor + srel, anchor + srel + length)`` with value ``v32``.
+
+    ``s1 = L*v``, ``sf = float32(L)*float32(v)`` (libBigWig's product for ``sum``), ``s2 = L*v^2``;
+    slope geometry with offsets ``u`` from the anchor: ``gx = sum u``, ``gxx = sum u^2``,
+    ``gxv = v * gx``. All float64; inputs are converted to float64 once (mixed-type numpy
+    arithmetic is several times slower).
+    """
+    out: dict[str, np.ndarray] = {}
+    want = set(names)
+    lf = length.astype(np.float64)
+    v = v32.astype(np.float64)
+    if want & {"s1", "s2", "sf"}:
+        s1 = lf * v  # exact: a 24-bit mantissa times an integer < 2**29
+        if "sf" in want:
+            # float32(L) * float32(v) rounds the exact product once, like float32(s1).
+            out["sf"] = s1.astype(np.float32).astype(np.float64)
+        if "s2" in want:
+            out["s2"] = s1 * v
+        if "s1" in want:
+            out["s1"] = s1
+    if want & {"gx", "gxx", "gxv"}:
+        mid = lf - 1.0
+        mid *= 0.5
+        mid += srel  # mean offset of the run
+        gx = lf * mid
+        if "gxx" in want:
+            within = lf * lf
+            within -= 1.0
+            within *= lf
+            within *= 1.0 / 12.0
+            gxx = gx * mid
+            gxx += within
+            out["gxx"] = gxx
+        if "gxv" in want:
+            out["gxv"] = gx * v
+        if "gx" in want:
+            out["gx"] = gx
+    return out
+
+
+class ChromSignal:
+    """One chromosome's intervals inside merged regions.
+
+    Window statistics reduce per-interval terms over each window's interval range with
+    ``np.add.reduceat`` (pairwise summation, local magnitudes); bins evaluate a prefix sum of
+    ``L*v`` at their boundaries.
+    """
+
+    def __init__(
+        self, starts: np.ndarray, ends: np.ndarray, values: np.ndarray, regions: np.ndarray
+    ):
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.ends = np.asarray(ends, dtype=np.int64)
+        self.v32 = np.asarray(values, dtype=np.float32)
+        self.regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
+        self.n = len(self.starts)
+        self.seg_first = np.searchsorted(self.starts, self.regions[:, 0], side="left")
+        seg_end = np.searchsorted(self.starts, self.regions[:, 1], side="left")
+        self.seg_count = seg_end - self.seg_first
+        if int(self.seg_count.sum()) != self.n:
+            raise ValueError("intervals must lie inside the regions (use bigwig.restrict_to_regions)")
+        self.length = self.ends - self.starts
+        self._prefix: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def for_windows(
+        cls, starts: np.ndarray, ends: np.ndarray, values: np.ndarray, ws: np.ndarray, we: np.ndarray
+    ) -> ChromSignal:
+        """Signal restricted to the merged windows ``[ws, we)``.
+
+        Built per window type, so the slope's coordinate anchors (region starts) stay as close
+        to the windows as that window type allows, and no interval outside them is processed.
+        """
+        regions = merge_windows(ws, we)
+        s, e, v = restrict_to_regions(starts, ends, values, regions)
+        return cls(s, e, v, regions)
+
+    def anchors(self) -> np.ndarray:
+        """Start of the region holding each interval (the slope's coordinate origin)."""
+        return np.repeat(self.regions[:, 0], self.seg_count)
+
+    def padded(self, what: str) -> np.ndarray:
+        """float64 per-interval array with one trailing zero-length entry, so that a window
+        range may end at ``n`` in ``reduceat``."""
+        out = np.empty(self.n + 1, dtype=np.float64)
+        if what == "length":
+            out[: self.n] = self.length
+            out[self.n] = 0.0
+        elif what == "value":
+            out[: self.n] = self.v32
+            out[self.n] = self.v32[-1] if self.n else 0.0
+        elif what == "srel":
+            np.subtract(self.starts, self.anchors(), out=out[: self.n], casting="unsafe")
+            out[self.n] = 0.0
+        else:
+            raise KeyError(what)
+        return out
+
+    def count_prefix(self) -> np.ndarray:
+        """Covered bases before each interval (int64, exact)."""
+        p = self._prefix.get("count")
+        if p is None:
+            p = np.empty(self.n + 1, dtype=np.int64)
+            p[0] = 0
+            np.cumsum(self.length, out=p[1:])
+            self._prefix["count"] = p
+        return p
+
+    def cumulative_sum(self) -> np.ndarray:
+        """``sum(L * v)`` over the intervals before each index (float64, length n + 1)."""
+        p = self._prefix.get("s1")
+        if p is None:
+            p = np.empty(self.n + 1, dtype=np.float64)
+            p[0] = 0.0
+            np.multiply(self.length, self.v32, out=p[1:], dtype=np.float64, casting="unsafe")
+            np.cumsum(p[1:], out=p[1:])
+            self._prefix["s1"] = p
+        return p
+
+
+class _Windows:
+    """Index bookkeeping shared by all statistics of one set of windows."""
+
+    def __init__(self, sig: ChromSignal, ws: np.ndarray, we: np.ndarray):
+        self.ws, self.we = ws, we
+        self.length = we - ws
+        self.m = len(ws)
+        nreg = len(sig.regions)
+        r = np.searchsorted(sig.regions[:, 0], ws, side="right") - 1
+        self.r = np.clip(r, 0, max(nreg - 1, 0))
+        i0 = np.searchsorted(sig.ends, ws, side="right")
+        i1 = np.searchsorted(sig.starts, we, side="left")
+        self.nonempty = (i1 > i0) & (self.length > 0)
+        self.i0 = i0
+        self.i1 = np.where(self.nonempty, i1, i0)
+        # reduceat indices: windows sorted by first interval, so the gaps between consecutive
+        # ranges (also reduced, then discarded) add up to at most n.
+        self.order = np.argsort(self.i0, kind="stable")
+        self.idx = np.empty(2 * self.m, dtype=np.int64)
+        self.idx[0::2] = self.i0[self.order]
+        self.idx[1::2] = self.i1[self.order]
+        last = max(sig.n - 1, 0)
+        a = np.minimum(self.i0, last)
+        b = np.minimum(np.maximum(self.i1 - 1, 0), last)
+        two_edges = self.nonempty & (b != a)
+        self.edges = []
+        if sig.n:
+            anchor = sig.regions[self.r, 0]
+            # Full and clipped geometry of the edge intervals: (srel, length) pairs and value.
+            for idx, mask in ((a, self.nonempty), (b, two_edges)):
+                s_full, ln_full = sig.starts[idx], sig.length[idx]
+                s_clip = np.maximum(s_full, ws)
+                ln_clip = np.minimum(sig.ends[idx], we) - s_clip
+                self.edges.append(
+                    (s_full - anchor, ln_full, s_clip - anchor, ln_clip, sig.v32[idx], mask)
+                )
+        self._sig = sig
+
+    def rsum(self, padded: np.ndarray, ufunc: np.ufunc = np.add) -> np.ndarray:
+        """``ufunc`` reduced over each window's interval range (garbage for empty windows)."""
+        out = np.empty(self.m, dtype=padded.dtype)
+        if self.m:
+            out[self.order] = ufunc.reduceat(padded, self.idx)[0::2]
+        return out
+
+    def n_covered(self, lf: np.ndarray) -> np.ndarray:
+        n = self.rsum(lf)
+        for _sf, ln_full, _sc, ln_clip, _v, mask in self.edges:
+            n -= np.where(mask, ln_full - ln_clip, 0)
+        return np.where(self.nonempty, n, 0.0)
+
+    def total(self, name: str, term: np.ndarray) -> np.ndarray:
+        """Window sum of one (padded) moment term, with the edge intervals clipped."""
+        tot = self.rsum(term)
+        for s_full, ln_full, s_clip, ln_clip, v, mask in self.edges:
+            full = _moment_terms(s_full, ln_full, v, [name])[name]
+            clipped = _moment_terms(s_clip, ln_clip, v, [name])[name]
+            tot += np.where(mask, clipped - full, 0.0)
+        return np.where(self.nonempty, tot, 0.0)
+
+    def extreme(self, ufunc: np.ufunc, vpad: np.ndarray) -> np.ndarray:
+        return np.where(self.nonempty, self.rsum(vpad, ufunc), np.nan)
+
+
+def _exact_two_pass(
+    sig: ChromSignal, win: _Windows, sel: np.ndarray, want_std: bool, want_slope: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """Two-pass std and slope for windows ``sel``: slower, but free of cancellation."""
+    std = np.full(len(sel), np.nan)
+    slope = np.full(len(sel), np.nan)
+    counts = (win.i1 - win.i0)[sel]
+    pos = 0
+    while pos < len(sel):
+        cum = np.cumsum(counts[pos:])
+        stop = pos + max(1, int(np.searchsorted(cum, _MAX_PAIRS, side="right")))
+        chunk = sel[pos:stop]
+        cnt = counts[pos:stop]
+        idx = _ranges(win.i0[chunk], cnt)
+        k = np.repeat(np.arange(len(chunk)), cnt)
+        ws, we = win.ws[chunk][k], win.we[chunk][k]
+        s = np.maximum(sig.starts[idx], ws)
+        ln = (np.minimum(sig.ends[idx], we) - s).astype(np.float64)
+        v = sig.v32[idx].astype(np.float64)
+        first = np.cumsum(cnt) - cnt
+        n = np.add.reduceat(ln, first)
+        mean = np.add.reduceat(ln * v, first) / n
+        dv = v - mean[k]
+        if want_std:
+            v1 = np.add.reduceat(ln * dv * dv, first)
+            std[pos:stop] = np.where(n >= 2, np.sqrt(v1 / np.maximum(n - 1, 1)), np.sqrt(v1))
+        if want_slope:
+            mid = (s - ws).astype(np.float64) + (ln - 1.0) / 2.0  # mean offset of the run
+            xbar = np.add.reduceat(ln * mid, first) / n
+            dx = mid - xbar[k]
+            sxx = np.add.reduceat(ln * dx * dx + ln * (ln * ln - 1.0) / 12.0, first)
+            sxv = np.add.reduceat(ln * dx * dv, first)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                slope[pos:stop] = np.where(n >= 2, sxv / sxx, np.nan)
+        pos = stop
+    return std, slope
+
+
+def _empty_stats(m: int, stats: Iterable[str]) -> dict[str, np.ndarray]:
+    return {st: (np.zeros(m) if st in ("sum", "coverage") else np.full(m, np.nan)) for st in stats}
+
+
+def window_stats(
+    sig: ChromSignal,
+    starts: np.ndarray,
+    ends: np.ndarray,
+    sign: np.ndarray | None = None,
+    stats: Iterable[str] = STATS,
+) -> dict[str, np.ndarray]:
+    """Statistics of windows ``[starts, ends)`` (already clipped to the chromosome).
+
+    Every window must lie inside one of ``sig.regions``. ``sign`` (+1/-1 per window) orients
+    ``slope``; None means +1. Returns ``{stat: float64 array}``.
+    """
+    stats = list(stats)
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise ValueError(f"unknown statistics: {sorted(unknown)}")
+    ws = np.asarray(starts, dtype=np.int64)
+    we = np.maximum(np.asarray(ends, dtype=np.int64), ws)
+    want = set(stats)
+    base = [st for st in stats if st != "slope"]
+    if "slope" in want:
+        base = list(dict.fromkeys(base + ["mean", "s2"]))
+    out = _base_stats(sig, ws, we, base)
+    if "slope" in want:
+        out["slope"] = _slope(sig, ws, we, sign, out["n"], out["s1"], out["s2"])
+    return {k: out[k] for k in stats}
+
+
+def _base_stats(
+    sig: ChromSignal, ws: np.ndarray, we: np.ndarray, stats: Sequence[str]
+) -> dict[str, np.ndarray]:
+    """Everything except the slope, plus the raw sums ``n``, ``s1`` (and ``s2`` if asked)."""
+    m = len(ws)
+    want = set(stats)
+    if sig.n == 0 or m == 0:
+        out = _empty_stats(m, [s for s in stats if s != "s2"])
+        out.update(n=np.zeros(m), s1=np.zeros(m), s2=np.zeros(m))
+        return out
+    win = _Windows(sig, ws, we)
+    lf = sig.padded("length")
+    n = win.n_covered(lf)
+    covered = n > 0
+    nn = np.where(covered, n, 1.0)
+    out: dict[str, np.ndarray] = {"n": n}
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if "coverage" in want:
+            out["coverage"] = np.where(win.length > 0, n / np.maximum(win.length, 1), 0.0)
+        v = sig.padded("value")
+        if "min" in want:
+            out["min"] = win.extreme(np.minimum, v)
+        if "max" in want:
+            out["max"] = win.extreme(np.maximum, v)
+        t1 = lf
+        t1 *= v  # exact: a 24-bit mantissa times an integer < 2**29 (lf is not needed again)
+        del lf
+        if "sum" in want:
+            # libBigWig multiplies float32(L) * float32(v): the exact product rounded once.
+            out["sum"] = win.total("sf", t1.astype(np.float32).astype(np.float64))
+        s1 = win.total("s1", t1)
+        out["s1"] = s1
+        if "mean" in want:
+            out["mean"] = np.where(covered, s1 / nn, np.nan)
+        if want & {"std", "s2"}:
+            t1 *= v
+            s2 = win.total("s2", t1)
+            out["s2"] = s2
+        del t1, v
+        if "std" in want:
+            m2 = s2 - s1 * s1 / nn
+            # Rounding bound: S2 sums non-negative terms; |S1 terms| sum to <= sqrt(n * S2).
+            k = 16.0 * _EPS
+            err = k * s2 + 2.0 * np.abs(s1) * k * np.sqrt(n * s2) / nn + 4.0 * _EPS * s2
+            denom = np.maximum(n - 1.0, 1.0)
+            var = np.maximum(m2, 0.0) / denom
+            dvar = err / denom
+            std = np.sqrt(var)
+            dstd = dvar / (np.sqrt(var + dvar) + std + 1e-300)
+            std = np.where(covered, std, np.nan)
+            redo = np.flatnonzero(covered & ~(dstd <= 1e-9 * np.maximum(std, 1e-2)))
+            if len(redo):
+                std[redo] = _exact_two_pass(sig, win, redo, True, False)[0]
+            out["std"] = std
+    return out
+
+
+def _slope(
+    sig: ChromSignal,
+    ws: np.ndarray,
+    we: np.ndarray,
+    sign: np.ndarray | None,
+    n: np.ndarray,
+    s1: np.ndarray,
+    s2: np.ndarray,
+) -> np.ndarray:
+    """Least-squares slope per window, given the windows' covered bases, sum and sum of squares.
+
+    Positions are offsets from the start of the region of ``sig`` holding the window, so build
+    ``sig`` from these windows alone (:meth:`ChromSignal.for_windows`) to keep offsets small.
+    """
+    m = len(ws)
+    if sig.n == 0 or m == 0:
+        return np.full(m, np.nan)
+    win = _Windows(sig, ws, we)
+    nn = np.where(n > 0, n, 1.0)
+    k = 16.0 * _EPS
+    with np.errstate(invalid="ignore", divide="ignore"):
+        lf = sig.padded("length")
+        mid = lf - 1.0
+        mid *= 0.5
+        mid += sig.padded("srel")  # mean offset of each run from its region's start
+        g = lf * mid
+        gx = win.total("gx", g)
+        t = g * sig.padded("value")
+        gxv = win.total("gxv", t)
+        np.multiply(g, mid, out=t)
+        del g
+        within = lf * lf
+        within -= 1.0
+        within *= lf
+        within *= 1.0 / 12.0
+        t += within
+        del within, mid, lf
+        gxx = win.total("gxx", t)
+        del t
+        den = gxx - gx * gx / nn
+        num = gxv - gx * s1 / nn
+        slope = np.where(n >= 2, num / den, np.nan)
+        # gx, gxx sum non-negative terms; sum |gxv terms| <= sqrt(gxx * s2).
+        bgx, bgxx, bgxv = k * gx, k * gxx, k * np.sqrt(gxx * s2)
+        bs1 = k * np.sqrt(n * s2)
+        dden = bgxx + 2.0 * gx * bgx / nn + 4.0 * _EPS * (gxx + gx * gx / nn)
+        dnum = bgxv + (gx * bs1 + np.abs(s1) * bgx) / nn
+        dnum += 4.0 * _EPS * (np.abs(gxv) + np.abs(gx * s1) / nn)
+        dslope = (dnum + np.abs(slope) * dden) / np.abs(den)
+        # Scale for "negligible": the slope of a ramp spanning the window's signal range.
+        scale = np.abs(slope) + np.sqrt(s2 / nn) / np.maximum(win.length, 1) + 1e-300
+        redo = np.flatnonzero((n >= 2) & ~(dslope <= 1e-9 * scale))
+        if len(redo):
+            slope[redo] = _exact_two_pass(sig, win, redo, False, True)[1]
+        if sign is not None:
+            slope = slope * np.where(np.asarray(sign) < 0, -1.0, 1.0)
+    return slope
+
+
+def bin_matrix(
+    sig: ChromSignal,
+    tss: np.ndarray,
+    sign: np.ndarray,
+    chrom_size: int,
+    bins: BinSpec = BinSpec(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """Binned signal around each TSS: ``(values, coverage)``, both ``(n_genes, n_bins)`` float64.
+
+    Bin value = sum over the bin / bin_size (uncovered bases count as 0); coverage = covered
+    fraction. Oriented so downstream is to the right; see the module docstring for the geometry.
+    Each gene's clipped bin span must lie inside one of ``sig.regions``.
+    """
+    tss = np.asarray(tss, dtype=np.int64)
+    sign = np.asarray(sign)
+    g, nb, w = len(tss), bins.n_bins, bins.bin_size
+    values = np.zeros((g, nb))
+    cover = np.zeros((g, nb))
+    if g == 0 or sig.n == 0:
+        return values, cover
+    lo, _hi = bin_span(tss, sign, bins)
+    bounds = lo[:, None] + np.arange(nb + 1, dtype=np.int64)[None, :] * w
+    np.clip(bounds, 0, chrom_size, out=bounds)
+    flat = bounds.ravel()
+    # F(x) = signal summed over bases < x. Bin spans are short and the prefix runs over bin-span
+    # intervals only, so a plain (unsegmented) float64 prefix keeps ~1e-9 relative precision.
+    j = np.searchsorted(sig.ends, flat, side="right")
+    starts_pad = np.append(sig.starts, np.iinfo(np.int64).max)
+    v_pad = np.append(sig.v32, np.float32(0)).astype(np.float64)
+    part = flat - starts_pad[j]
+    np.maximum(part, 0, out=part)  # bases of interval j (if it has started) before x
+    f_sum = sig.cumulative_sum()[j] + part * v_pad[j]
+    f_cnt = sig.count_prefix()[j] + part
+    f_sum = f_sum.reshape(g, nb + 1)
+    f_cnt = f_cnt.reshape(g, nb + 1)
+    values = np.diff(f_sum, axis=1) / w
+    cover = np.diff(f_cnt, axis=1).astype(np.float64) / w
+    minus = sign < 0
+    values[minus] = values[minus, ::-1]
+    cover[minus] = cover[minus, ::-1]
+    return values, cover
+
+
+# --------------------------------------------------------------------------------------------
+# Gene-level driver
+# --------------------------------------------------------------------------------------------
+@dataclass
+class TrackFeatures:
+    """Features of one track for a gene table (rows in gene-table order)."""
+
+    table: pd.DataFrame
+    bins: np.ndarray | None = None
+    bin_coverage: np.ndarray | None = None
+
+
+def gene_arrays(genes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The gene-table columns the engines need, as numpy arrays."""
+    return {
+        "tss": genes["tss"].to_numpy(dtype=np.int64),
+        "start": genes["start"].to_numpy(dtype=np.int64),
+        "end": genes["end"].to_numpy(dtype=np.int64),
+        "sign": np.where(genes["strand"].to_numpy() == "-", -1, 1).astype(np.int8),
+    }
+
+
+def chrom_groups(genes: pd.DataFrame) -> Mapping[str, np.ndarray]:
+    """Row positions of the genes on each (canonical) chromosome, ordered by TSS.
+
+    TSS order makes the windows' ``searchsorted`` queries nearly sorted (cache-friendly).
+    """
+    tss = genes["tss"].to_numpy()
+    out = {}
+    for k, v in genes.groupby("chrom", sort=False).indices.items():
+        v = np.asarray(v)
+        out[str(k)] = v[np.argsort(tss[v], kind="stable")]
+    return out
+
+
+def bigwig_features(
+    path: str | Path,
+    genes: pd.DataFrame,
+    windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
+    stats: Sequence[str] = STATS,
+    bins: BinSpec | None = BinSpec(),
+) -> TrackFeatures:
+    """Window statistics (columns ``{window}_{stat}``) and TSS bins of one bigWig for all genes.
+
+    Streams chromosome by chromosome: merges all windows and bin spans of the chromosome, reads
+    and inflates each overlapping block once, then computes everything from the interval arrays.
+    Genes on chromosomes absent from the file get uncovered values (NaN, or 0 for sum/coverage).
+    """
+    stats = list(stats)
+    unknown = set(stats) - set(STATS)
+    if unknown:
+        raise ValueError(f"unknown statistics: {sorted(unknown)}")
+    arr = gene_arrays(genes)
+    g = len(genes)
+    cols: dict[str, np.ndarray] = {}
+    for spec in windows:
+        for st in stats:
+            cols[f"{spec.name}_{st}"] = np.full(g, 0.0 if st in ("sum", "coverage") else np.nan)
+    bin_vals = np.zeros((g, bins.n_bins)) if bins is not None else None
+    bin_cov = np.zeros((g, bins.n_bins)) if bins is not None else None
+    with BigWigReader(path) as reader:
+        sizes = reader.chroms()
+        amap = alias_map(sizes)
+        for chrom, rows in chrom_groups(genes).items():
+            fchrom = amap.get(chrom)
+            if fchrom is None or len(rows) == 0:
+                continue
+            size = sizes[fchrom]
+            tss, gs, ge, sg = arr["tss"][rows], arr["start"][rows], arr["end"][rows], arr["sign"][rows]
+            wins = []
+            for spec in windows:
+                ws, we = gene_windows(spec, tss, gs, ge, sg)
+                wins.append((spec, np.clip(ws, 0, size), np.clip(we, 0, size)))
+            all_s = [w[1] for w in wins]
+            all_e = [w[2] for w in wins]
+            if bins is not None:
+                lo, hi = bin_span(tss, sg, bins)
+                all_s.append(np.clip(lo, 0, size))
+                all_e.append(np.clip(hi, 0, size))
+            regions = merge_windows(np.concatenate(all_s), np.concatenate(all_e))
+            if len(regions) == 0:
+                continue
+            s, e, v = reader.intervals(fchrom, regions)
+            # One pass over all window types for everything but the slope ...
+            sig = ChromSignal(s, e, v, regions)
+            base = [st for st in stats if st != "slope"]
+            if "slope" in stats:
+                base = list(dict.fromkeys(base + ["s2"]))
+            nw = len(rows)
+            res = _base_stats(
+                sig, np.concatenate([w[1] for w in wins] or [np.zeros(0, np.int64)]),
+                np.concatenate([w[2] for w in wins] or [np.zeros(0, np.int64)]), base,
+            )
+            del sig
+            for k, (spec, ws, we) in enumerate(wins):
+                part = slice(k * nw, (k + 1) * nw)
+                for st in stats:
+                    if st != "slope":
+                        cols[f"{spec.name}_{st}"][rows] = res[st][part]
+                if "slope" in stats:
+                    # ... and the slope per window type, with coordinates anchored locally.
+                    ssig = ChromSignal.for_windows(s, e, v, ws, we)
+                    cols[f"{spec.name}_slope"][rows] = _slope(
+                        ssig, ws, we, sg, res["n"][part], res["s1"][part], res["s2"][part]
+                    )
+                    del ssig
+            if bins is not None:
+                bsig = ChromSignal.for_windows(s, e, v, all_s[-1], all_e[-1])
+                bv, bc = bin_matrix(bsig, tss, sg, size, bins)
+                bin_vals[rows] = bv
+                bin_cov[rows] = bc
+                del bsig
+            del s, e, v
+    table = pd.DataFrame(cols, index=genes.index)
+    return TrackFeatures(table=table, bins=bin_vals, bin_coverage=bin_cov)
