@@ -230,6 +230,225 @@ def split(
     console.info(f"wrote {output}")
 
 
+# -- epx featurize ------------------------------------------------------------------------------
+
+
+@app.command()
+def featurize(
+    genes: Annotated[list[Path] | None, typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Dataset directory to write.")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE expression labels; repeatable.")] = None,
+    tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
+    tss_mode: Annotated[str, typer.Option("--tss-mode", help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
+    promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
+    flank: Annotated[int, typer.Option("--flank", metavar="BP", help="Upstream/downstream flank size.")] = 5000,
+    n_bins: Annotated[int, typer.Option("--bins", metavar="N", help="Number of bins around the TSS for neural backends.")] = 100,
+    bin_size: Annotated[int, typer.Option("--bin-size", metavar="BP", help="Bin width.")] = 100,
+    no_bins: Annotated[bool, typer.Option("--no-bins", help="Skip binned tracks (tabular features only).")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", help="Parallel track workers (default: all cores).")] = None,
+    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns.")] = None,
+    list_features: Annotated[bool, typer.Option("--list-features", help="Print every feature name with a description and exit.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild OUTPUT even if it exists or is up to date.")] = False,
+) -> None:
+    """Turn a gene table and bigWig/BED tracks into a dataset: tabular features and binned tracks."""
+    from epx import console
+    from epx.errors import EpxError
+    from epx.featurize import FeaturizeParams
+    from epx.featurize import featurize as run_featurize
+
+    params = FeaturizeParams(tss_window=tss_window, tss_mode=tss_mode, promoter=promoter, flank=flank,
+                             n_bins=n_bins, bin_size=bin_size, bins=not no_bins)
+    if list_features:
+        from epx.features import feature_catalogue
+
+        bw, bed = ["H3K27ac", "H3K4me3", "H3K27me3", "H3K36me3", "H3K4me1", "H3K9me3", "DNase"], None
+        if manifest is not None:
+            from epx.manifest import read_manifest
+
+            m = read_manifest(manifest, check_files=False)
+            bw = list(dict.fromkeys(m.loc[m["kind"] == "bigwig", "assay"]))
+            bed = list(dict.fromkeys(m.loc[m["kind"] == "bed", "assay"]))
+        for name, description in feature_catalogue(bw, bw if bed is None else bed, params):
+            typer.echo(f"{name}\t{description}")
+        return
+    missing = [opt for opt, v in (("--genes", genes), ("--manifest", manifest), ("--output", output)) if not v]
+    if missing:
+        raise EpxError(f"featurize needs {', '.join(missing)} (or --list-features)")
+    summary = run_featurize(genes, manifest, output, labels=labels or [], params=params, build=build,
+                            workers=workers, force=force)
+    if summary["up_to_date"]:
+        console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
+        return
+    console.table(f"Wrote {output}", ["", ""], [
+        ["genes", f"{summary['genes']:,}"],
+        ["cell lines", ", ".join(summary["cell_lines"])],
+        ["assays", ", ".join(summary["assays"])],
+        ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
+        ["binned tracks", " x ".join(map(str, summary["bins"])) if summary["bins"] else "none"],
+    ])
+
+
+# -- epx train ----------------------------------------------------------------------------------
+
+
+@app.command()
+def train(
+    dataset: Annotated[Path, typer.Argument(help="Dataset directory (epx featurize or epx import).")],
+    model: Annotated[str, typer.Option("--model", help="Model plugin name (see epx models).", autocompletion=complete_model)],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to write.")],
+    split_file: Annotated[Path | None, typer.Option("--split", help="A split table from epx split.")] = None,
+    loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out.")] = False,
+    chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes.")] = None,
+    holdout: Annotated[str | None, typer.Option("--holdout", metavar="VAL_CHROMS", help="Validation chromosomes (holdout protocol).")] = None,
+    test: Annotated[str | None, typer.Option("--test", metavar="TEST_CHROMS", help="Held-out test chromosomes, predicted by every fold.")] = None,
+    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", help="Cell lines to train on.", autocompletion=complete_cell)] = None,
+    predict_cells: Annotated[list[str] | None, typer.Option("--predict-cells", help="Unseen cell lines to predict (and evaluate when labelled).", autocompletion=complete_cell)] = None,
+    target: Annotated[str | None, typer.Option("--target", help="raw, log1p, rank, nonzero or binary (default: rank if the model supports it).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value; repeatable.")] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML file of model parameters.")] = None,
+    inner: Annotated[int | None, typer.Option("--inner", metavar="K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed for the model and split tie-breaks.")] = 0,
+    shap_rows: Annotated[int, typer.Option("--shap-rows", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+) -> None:
+    """Train a model with chromosome-aware cross-validation and write a run directory."""
+    from epx import console
+    from epx.chroms import parse_chrom_list
+    from epx.errors import SplitError
+    from epx.plugins import parse_param_options, read_param_config
+    from epx.train import SplitOptions, TrainOptions
+    from epx.train import train as run_train
+
+    chosen = [n for n, v in (("--split", split_file), ("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout)) if v]
+    if len(chosen) > 1:
+        raise SplitError(f"choose one of --split, --loco, --chr-kfold, --holdout (got {', '.join(chosen)})")
+    overrides = dict(read_param_config(config, model)) if config else {}
+    overrides.update(parse_param_options(param or []))
+    scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
+    split_opts = SplitOptions(file=split_file, scheme=scheme, k=chr_kfold,
+                              valid_chroms=parse_chrom_list(holdout) if holdout else [],
+                              test_chroms=parse_chrom_list(test) if test else [], seed=seed)
+    options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
+                           predict_cells=_split_list(predict_cells), inner_k=inner, seed=seed, shap_rows=shap_rows)
+    summary = run_train(dataset, output, options, split_opts, force=force)
+    _print_metrics(summary, f"{model} on {dataset}")
+    console.info(f"wrote {output}")
+
+
+def _print_metrics(summary: dict, title: str) -> None:
+    from epx import console
+
+    folds = summary["folds"]
+    keys = [k for k in (folds[0] if folds else {}) if k not in ("fold",)]
+    rows = [[f["fold"], *[_fmt(f[k]) for k in keys]] for f in folds]
+    stats = summary["fold_mean_sd"]
+    rows.append(["mean +- sd", "", *[f"{_fmt(stats[k]['mean'])} +- {_fmt(stats[k]['sd'])}" for k in keys if k != "n"]])
+    for name, block in summary["overall"].items():
+        for cell, m in block["by_cell_line"].items():
+            rows.append([f"{name} {cell}", *[_fmt(m.get(k)) for k in keys]])
+    console.table(title, ["fold", *keys], rows)
+
+
+def _fmt(v) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return "nan" if v != v else f"{v:.3f}"
+
+
+# -- epx stack / submit / explain ---------------------------------------------------------------
+
+
+@app.command()
+def stack(
+    runs: Annotated[list[Path], typer.Argument(help="Run (or stack) directories over the same genes and cell lines.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Stack directory to write.")],
+    rule: Annotated[str, typer.Option("--rule", help="seed (mean rank x mean-probability mask), mean, rank-mean or nnls.")] = "seed",
+    threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the seed rule's mask.")] = 0.4,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+) -> None:
+    """Combine runs' predictions; reports the stack's out-of-fold metrics next to each run's."""
+    from epx import console
+    from epx.stack import stack as run_stack
+
+    summary = run_stack(runs, output, rule=rule, threshold=threshold, force=force)
+    if summary["dropped_cell_lines"]:
+        console.warn(f"stacking {', '.join(summary['cell_lines'])} only: not every run predicts "
+                     f"{', '.join(summary['dropped_cell_lines'])}")
+    _print_stack(summary)
+    if summary["weights"] is not None:
+        console.info("nnls weights: " + ", ".join(f"{Path(r).name}={w:.3f}" for r, w in zip(summary["runs"], summary["weights"], strict=True)))
+    console.info(f"wrote {output}")
+
+
+@app.command()
+def submit(
+    run_dir: Annotated[Path, typer.Argument(help="Run or stack directory with predictions for the cell line.")],
+    cell: Annotated[str, typer.Option("--cell", help="Cell line to submit, e.g. X3.")],
+    genes: Annotated[Path, typer.Option("--genes", help="Test gene table, e.g. X3_test_info.tsv (defines row order).")],
+    last_name: Annotated[str, typer.Option("--last-name", help="Your last name (zip file name).")],
+    first_name: Annotated[str, typer.Option("--first-name", help="Your first name (zip file name).")],
+    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write the zip.")] = Path("."),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing zip.")] = False,
+) -> None:
+    """Write gex_predicted.csv inside LastName_FirstName_Project1.zip, after the format checks."""
+    from epx import console
+    from epx.submit import write_submission
+
+    s = write_submission(run_dir, cell, genes, last_name, first_name, out_dir, force)
+    console.table(f"Wrote {s['zip']}", ["", ""], [["rows", f"{s['rows']:,}"], ["min / median / max",
+                  f"{s['min']:.4g} / {s['median']:.4g} / {s['max']:.4g}"], ["predicted zero", f"{s['zero']:.1%}"]])
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run or stack directory.")],
+) -> None:
+    """Print a run's metric table (per fold, mean +- sd, per cell line) or a stack's comparison."""
+    import json
+
+    from epx.errors import InputFileError
+
+    path = Path(run_dir) / "metrics.json"
+    if not path.is_file():
+        raise InputFileError("no metrics.json: not an epx run or stack directory", path=run_dir)
+    summary = json.loads(path.read_text())
+    if "comparison" in summary:
+        _print_stack(summary)
+    else:
+        _print_metrics(summary, f"{run_dir}")
+
+
+def _print_stack(summary: dict) -> None:
+    from epx import console
+
+    keys = ["auroc", "auprc", "spearman"] if summary["task"] == "binary" else ["spearman", "pearson", "r2", "mse"]
+    rows = [[Path(c["run"]).name if c["run"] != "stack" else f"stack ({summary['rule']})", c["cell_line"],
+             *[_fmt(c[k]) for k in keys]] for c in summary["comparison"]]
+    console.table("Out-of-fold metrics", ["run", "cell line", *keys], rows)
+
+
+@app.command()
+def explain(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
+    top: Annotated[int, typer.Option("--top", help="Number of features to show.")] = 20,
+    plot: Annotated[Path | None, typer.Option("--plot", help="PNG to write (default RUN_DIR/top_features.png).")] = None,
+) -> None:
+    """Show the features a run relied on (gain importance and mean |SHAP|) and plot them."""
+    from epx import console
+    from epx.explain import plot_top_features, top_features
+
+    table = top_features(run_dir, top)
+    cols = list(table.columns)
+    console.table(f"Top {len(table)} features of {run_dir}", cols,
+                  [[r[0], *[_fmt(float(v)) for v in r[1:]]] for r in table.itertuples(index=False)])
+    path = plot or Path(run_dir) / "top_features.png"
+    plot_top_features(table, path, f"Top features: {Path(run_dir).name}")
+    console.info(f"wrote {path}")
+
+
 # -- epx import ---------------------------------------------------------------------------------
 
 import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", no_args_is_help=True)

@@ -60,6 +60,10 @@ class Model(Protocol):
 
     Optional: ``predict_proba(data)`` returns a class probability per row (for instance
     P(expressed) of a two-stage model); the core writes it next to the predictions.
+    Optional: ``predict_score(data)`` returns the prediction before any thresholding or masking
+    (a two-stage model's rank), used by ``epx stack --rule seed``.
+    Optional: ``importance() -> {feature: gain}`` and ``contributions(data)`` (rows, features + 1;
+    SHAP-like, the last column the bias) are written to the run directory for ``epx explain``.
     """
 
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0) -> None: ...

@@ -26,4 +26,4 @@ fi
 
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[test]"
-pip_install -e ".${extras}" -e plugins/epx-example
+pip_install -e ".${extras}" -e plugins/epx-example -e plugins/epx-lgbm

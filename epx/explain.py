@@ -1,0 +1,46 @@
+"""``epx explain``: the features a run relied on, from its importance and SHAP files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from epx.errors import InputFileError
+
+
+def top_features(run_dir: str | Path, top: int = 20) -> pd.DataFrame:
+    """Mean gain across folds and mean |SHAP| on test rows, sorted by |SHAP| (or gain)."""
+    run = Path(run_dir)
+    imp_path, shap_path = run / "importance.tsv", run / "shap.parquet"
+    if not imp_path.is_file() and not shap_path.is_file():
+        raise InputFileError("no importance.tsv or shap.parquet: this model does not report feature importance", path=run)
+    table = pd.DataFrame()
+    if imp_path.is_file():
+        imp = pd.read_csv(imp_path, sep="\t")
+        table = imp.groupby("feature")["gain"].mean().rename("mean_gain").to_frame()
+        table["gain_share"] = table["mean_gain"] / table["mean_gain"].sum()
+    if shap_path.is_file():
+        shap = pd.read_parquet(shap_path)
+        cols = [c for c in shap.columns if c not in ("gene_id", "cell_line", "fold", "bias")]
+        mean_abs = shap[cols].abs().mean().rename("mean_abs_shap")
+        table = mean_abs.to_frame() if table.empty else table.join(mean_abs, how="outer")
+    key = "mean_abs_shap" if "mean_abs_shap" in table.columns else "mean_gain"
+    return table.sort_values(key, ascending=False).head(top).reset_index(names="feature")
+
+
+def plot_top_features(table: pd.DataFrame, path: str | Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    key = "mean_abs_shap" if "mean_abs_shap" in table.columns else "mean_gain"
+    data = table.iloc[::-1]
+    fig, ax = plt.subplots(figsize=(8, 0.3 * len(data) + 1.2))
+    ax.barh(data["feature"], data[key], color="#3b7dd8")
+    ax.set_xlabel("mean |SHAP| on test rows" if key == "mean_abs_shap" else "mean gain importance")
+    ax.set_title(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

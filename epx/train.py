@@ -1,0 +1,409 @@
+"""``epx train``: the cross-validation loop every backend shares.
+
+The core resolves the split (the same folds for every model), derives targets from training rows
+only, builds each fold's :class:`~epx.contract.FoldData` in the model's input kind, calls the
+plugin once per fold (or once per inner fold with ``inner_k``, averaging the inner models), and
+writes a run directory:
+
+    RUN_DIR/
+      config.json       model, plugin version, resolved parameters, target, split, seed, dataset
+      split.tsv         the split used
+      oof.parquet       out-of-fold predictions: gene_id, gene_name, cell_line, fold, y_true, y_pred[, proba]
+      test.parquet      predictions for held-out test chromosomes / prediction cell lines (fold mean)
+      metrics.json      per fold, per cell line and overall metrics
+      importance.tsv    gain importance per fold (when the model provides it)
+      shap.parquet      per-row feature contributions on test rows (when the model provides them)
+      models/FOLD/      each fold's fitted model
+      log.txt
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from epx import console
+from epx._version import __version__
+from epx.atomic import atomic_dir, check_output
+from epx.contract import FoldData
+from epx.dataset import Dataset, load_dataset
+from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
+from epx.labels import TARGETS, derive_target
+from epx.metrics import evaluate
+from epx.plugins import ModelSpec, get_spec
+from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
+
+TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
+
+
+@dataclass
+class SplitOptions:
+    """How to obtain the split: a file, a scheme, or the dataset's own holdout split."""
+
+    file: Path | None = None
+    scheme: str | None = None
+    k: int | None = None
+    valid_chroms: Sequence[str] = ()
+    test_chroms: Sequence[str] = ()
+    seed: int = 0
+
+
+@dataclass
+class TrainOptions:
+    model: str
+    target: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    train_cells: Sequence[str] = ()
+    predict_cells: Sequence[str] = ()
+    inner_k: int | None = None
+    seed: int = 0
+    shap_rows: int = 500  # SHAP on a seeded sample of each fold's test rows: pred_contrib is costly
+
+
+def default_target(spec: ModelSpec) -> str:
+    """``rank`` where supported (aligns with Spearman, robust to heavy tails), else log1p/binary."""
+    if "rank" in spec.tasks:
+        return "rank"
+    return "log1p" if "regression" in spec.tasks else "binary"
+
+
+def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], predict_cells: Sequence[str]) -> tuple[pd.DataFrame, str]:
+    """The split table for this run (checked against the dataset) and a description of it."""
+    if opts.file is not None or opts.scheme is None:
+        if opts.file is not None:
+            from epx.split import read_split
+
+            split, described = read_split(opts.file), f"file {opts.file}"
+            _check_split_matches(split, ds, opts.file)
+        else:
+            split, described = ds.holdout_split(), "the dataset's holdout split"
+            if split is None:
+                raise SplitError("choose a split: --split FILE, --loco, --chr-kfold K or --holdout VAL_CHROMS")
+        return _restrict_cells(expand_cells(split, ds.cell_lines), train_cells, predict_cells), described
+    labelled = set(ds.labels["cell_line"]) if not ds.labels.empty else set()
+    train = list(train_cells) or [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
+    split = make_split(ds.genes, opts.scheme, k=opts.k, valid_chroms=opts.valid_chroms, test_chroms=opts.test_chroms,
+                       cells=ds.cell_lines, train_cells=train, test_cells=list(predict_cells), seed=opts.seed)
+    split = split[split["cell_line"].isin([*train, *predict_cells])].reset_index(drop=True)
+    return split, opts.scheme
+
+
+def _restrict_cells(split: pd.DataFrame, train_cells: Sequence[str], predict_cells: Sequence[str]) -> pd.DataFrame:
+    """Apply --train-cells / --predict-cells to a given split: other cells' rows are only tested."""
+    if not train_cells and not predict_cells:
+        return split
+    keep = list(train_cells) + list(predict_cells) if train_cells else None
+    if keep is not None:
+        split = split[split["cell_line"].isin(keep)].reset_index(drop=True)
+    testing_only = ~split["cell_line"].isin(train_cells) if train_cells else split["cell_line"].isin(predict_cells)
+    # an unseen cell line is tested on the held-out genes only: its training rows are unused
+    split.loc[testing_only & split["role"].isin(["train", "valid"]), "role"] = "none"
+    split.loc[testing_only & (split["role"] == "cv"), "role"] = "test"
+    return split
+
+
+def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path) -> None:
+    known = set(ds.genes["gene_id"])
+    unknown = split.loc[~split["gene_id"].isin(known), "gene_id"]
+    if len(unknown):
+        raise SplitError(f"{path}: split does not match the dataset: gene {unknown.iloc[0]!r} is not in it "
+                         f"({len(unknown)} unknown rows); was the split made for another gene table?")
+    cells = set(split["cell_line"]) - set(ds.cell_lines) - {ALL_CELLS}
+    if cells:
+        raise SplitError(f"{path}: split names cell line(s) {', '.join(sorted(cells))} that the dataset lacks "
+                         f"(it has {', '.join(ds.cell_lines)})")
+
+
+class _Inputs:
+    """Model inputs and labels aligned to the rows of a split table."""
+
+    def __init__(self, ds: Dataset, split: pd.DataFrame, input_kind: str):
+        self.ds = ds
+        self.kind = input_kind
+        rows = split[["gene_id", "cell_line"]].copy()
+        gene_pos = ds.gene_index(rows["gene_id"])
+        rows["gene_name"] = ds.genes["gene_name"].to_numpy()[gene_pos]
+        labels = ds.labels
+        merged = rows.merge(labels[["gene_id", "cell_line", "value"]], on=["gene_id", "cell_line"], how="left")
+        self.value = merged["value"].to_numpy(np.float64)
+        self.extra_binary = None
+        if "binary" in labels.columns:
+            self.extra_binary = rows.merge(labels[["gene_id", "cell_line", "binary"]], on=["gene_id", "cell_line"],
+                                           how="left")["binary"].to_numpy(np.float64)
+        self.rows = rows
+        if input_kind == "tabular":
+            table = ds.features()
+            index = pd.MultiIndex.from_frame(table[["gene_id", "cell_line"]])
+            pos = index.get_indexer(pd.MultiIndex.from_frame(rows[["gene_id", "cell_line"]]))
+            if (pos < 0).any():
+                bad = rows[pos < 0].iloc[0]
+                raise DatasetError(f"no features for gene {bad.gene_id!r} in cell line {bad.cell_line!r}", path=ds.path)
+            self.feature_names = [c for c in table.columns if c not in ("gene_id", "cell_line")]
+            self.X = table[self.feature_names].to_numpy(np.float32)[pos]
+        elif input_kind == "binned":
+            bins = ds.bins(normalised=True)
+            cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
+            self.X = np.asarray(bins[gene_pos, cell_pos], dtype=np.float32)
+            self.feature_names = ds.assays
+        else:
+            raise PluginError(f"input kind {input_kind!r} is not available from a dataset directory yet")
+
+    def targets(self, idx: np.ndarray, kind: str) -> dict[str, np.ndarray]:
+        """Every derived target of rows ``idx``, computed per cell line over those rows only."""
+        out = {t: np.full(len(idx), np.nan) for t in TARGETS}
+        cells = self.rows["cell_line"].to_numpy()[idx]
+        values = self.value[idx]
+        for cell in pd.unique(cells):
+            m = cells == cell
+            for t in TARGETS:
+                out[t][m] = derive_target(values[m], t)
+            if self.extra_binary is not None and not np.isnan(self.extra_binary[idx][m]).all():
+                out["binary"][m] = self.extra_binary[idx][m]
+        return out
+
+    def fold_data(self, idx: np.ndarray, with_targets: bool, target: str) -> FoldData:
+        t = self.targets(idx, target) if with_targets else {}
+        return FoldData(X=self.X[idx], y=t.get(target) if with_targets else None,
+                        rows=self.rows.iloc[idx].reset_index(drop=True), feature_names=list(self.feature_names), targets=t)
+
+
+def _global_truth(inp: _Inputs, target: str) -> np.ndarray:
+    """y_true for evaluation: the target derived per cell line over all labelled rows."""
+    idx = np.flatnonzero(np.isfinite(inp.value))
+    truth = np.full(len(inp.value), np.nan)
+    if len(idx):
+        truth[idx] = inp.targets(idx, target)[target]
+    return truth
+
+
+def _inner_folds(split: pd.DataFrame, train_idx: np.ndarray, k: int, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Group the training rows' chromosomes into k inner folds (whole chromosomes, balanced)."""
+    from epx.split import _chrom_folds_balanced
+
+    chroms = split["chrom"].to_numpy()[train_idx]
+    counts = pd.Series(chroms).value_counts().sort_index()
+    if len(counts) < k:
+        raise SplitError(f"--inner chr-kfold {k} needs >= {k} training chromosomes per fold, found {len(counts)}")
+    assign = _chrom_folds_balanced(counts, k, seed)
+    labels = np.array([assign[c] for c in chroms])
+    return [(train_idx[labels != j], train_idx[labels == j]) for j in range(k)]
+
+
+def train(
+    dataset: str | Path,
+    output: str | Path,
+    options: TrainOptions,
+    split_options: SplitOptions,
+    *,
+    force: bool = False,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Run the CV loop and write RUN_DIR; returns the metrics summary."""
+    output = check_output(output, force)
+    ds = load_dataset(dataset)
+    spec = get_spec(options.model)
+    if spec.input_kind not in ds.input_kinds:
+        raise PluginError(f"model {spec.name!r} needs {spec.input_kind} input, but dataset {ds.path} has only "
+                          f"{', '.join(ds.input_kinds) or 'no model inputs'}")
+    target = options.target or default_target(spec)
+    if target not in TARGETS:
+        raise EpxError(f"unknown --target {target!r}; use one of {', '.join(TARGETS)}")
+    task = TASK_OF_TARGET[target]
+    if task not in spec.tasks:
+        raise PluginError(f"model {spec.name!r} does not support {task} targets (--target {target}); it supports {', '.join(spec.tasks)}")
+    unknown = [c for c in [*options.train_cells, *options.predict_cells] if c not in ds.cell_lines]
+    if unknown:
+        raise EpxError(f"cell line(s) {', '.join(unknown)} are not in the dataset (it has {', '.join(ds.cell_lines)})")
+    params = spec.resolve_params(options.params)
+    split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
+    validate_split(split)
+    inp = _Inputs(ds, split, spec.input_kind)
+    truth = _global_truth(inp, target)
+    folds = list(iter_folds(split))
+    _check_training_labels(split, inp, folds)
+    model_cls = spec.load_class()
+
+    log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"]
+    oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []
+    started = time.perf_counter()
+    with atomic_dir(output, force=force) as tmp:
+        with console.progress(progress) as bar:
+            task_id = bar.add_task(f"train {spec.name} ({len(folds)} folds)", total=len(folds))
+            for fold in folds:
+                t0 = time.perf_counter()
+                result = _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, tmp)
+                oof, test, imp, shap, metrics = result
+                oof_parts.append(oof)
+                test_parts.append(test)
+                if imp is not None:
+                    imp_parts.append(imp)
+                if shap is not None:
+                    shap_parts.append(shap)
+                fold_metrics.append({"fold": fold.name, **metrics})
+                log.append(f"fold {fold.name}: train={len(fold.train)} valid={len(fold.valid)} test={len(fold.test)} "
+                           f"{json.dumps(metrics)} ({time.perf_counter() - t0:.1f}s)")
+                bar.advance(task_id)
+        oof_table = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
+        test_table = _average_test(test_parts)
+        summary = _summarise(fold_metrics, oof_table, test_table, task)
+        config = {
+            "epx_version": __version__, "model": spec.name, "plugin": _plugin_version(spec.name),
+            "params": params, "target": target, "task": task, "seed": options.seed, "inner_k": options.inner_k,
+            "split": split_desc, "dataset": str(Path(dataset).resolve()),
+            "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
+            "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
+            "input_kind": spec.input_kind, "features": inp.feature_names,
+        }
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
+        split.to_csv(tmp / "split.tsv", sep="\t", index=False)
+        oof_table.to_parquet(tmp / "oof.parquet", index=False)
+        test_table.to_parquet(tmp / "test.parquet", index=False)
+        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_nan_to_none) + "\n")
+        if imp_parts:
+            pd.concat(imp_parts, ignore_index=True).to_csv(tmp / "importance.tsv", sep="\t", index=False)
+        if shap_parts:
+            pd.concat(shap_parts, ignore_index=True).to_parquet(tmp / "shap.parquet", index=False)
+        log.append(f"done in {time.perf_counter() - started:.1f}s")
+        (tmp / "log.txt").write_text("\n".join(log) + "\n")
+    return summary
+
+
+def _nan_to_none(obj: Any) -> Any:
+    return None
+
+
+def _plugin_version(name: str) -> str:
+    from epx.plugins import discover
+
+    for e in discover():
+        if e.name == name:
+            return f"{e.distribution} {e.version}"
+    return "?"
+
+
+def _check_training_labels(split: pd.DataFrame, inp: _Inputs, folds: list[Fold]) -> None:
+    train_rows = np.unique(np.concatenate([f.train for f in folds])) if folds else np.array([], int)
+    cells = split["cell_line"].to_numpy()
+    for cell in pd.unique(cells[train_rows]):
+        rows = train_rows[cells[train_rows] == cell]
+        if not np.isfinite(inp.value[rows]).any():
+            raise LabelError(f"no labels for training cell line {cell!r}; featurize with --labels {cell}=FILE "
+                             "or train on other cells with --train-cells")
+
+
+def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, target: str, task: str,
+              model_cls: type, params: dict, options: TrainOptions, run_dir: Path):
+    labelled = np.isfinite(inp.value)
+    train_idx = fold.train[labelled[fold.train]]
+    valid_idx = fold.valid[labelled[fold.valid]]
+    if len(train_idx) == 0:
+        raise EpxError(f"fold {fold.name!r}: no labelled training rows")
+    y_train = inp.targets(train_idx, target)[target]
+    if np.ptp(y_train) == 0:
+        raise LabelError(f"fold {fold.name!r}: the {target} target is constant ({y_train[0]:g}) on all "
+                         f"{len(train_idx)} training rows; nothing to learn (check the labels or the target)")
+    test_data = inp.fold_data(fold.test, with_targets=False, target=target)
+    if options.inner_k:
+        members = [(tr, va) for tr, va in _inner_folds(split, train_idx, options.inner_k, options.seed)]
+    else:
+        members = [(train_idx, valid_idx)]
+    preds, scores, probas, shaps, imps = [], [], [], [], []
+    for j, (tr, va) in enumerate(members):
+        model = model_cls(params, task, options.seed)
+        model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
+        preds.append(np.asarray(model.predict(test_data), dtype=np.float64))
+        if hasattr(model, "predict_score"):
+            scores.append(np.asarray(model.predict_score(test_data), dtype=np.float64))
+        if hasattr(model, "predict_proba"):
+            probas.append(np.asarray(model.predict_proba(test_data), dtype=np.float64))
+        if hasattr(model, "importance"):
+            imps.append(model.importance())
+        if hasattr(model, "contributions") and options.shap_rows > 0:
+            shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)
+            sample = FoldData(X=test_data.X[shap_idx], y=None, rows=test_data.rows.iloc[shap_idx].reset_index(drop=True),
+                              feature_names=test_data.feature_names)
+            shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
+        name = f"fold_{fold.name}" + (f"_inner{j}" if len(members) > 1 else "")
+        model.save(run_dir / "models" / name)
+    y_pred = np.mean(preds, axis=0)
+    rows = split.iloc[fold.test].reset_index(drop=True)
+    table = pd.DataFrame({
+        "gene_id": rows["gene_id"], "gene_name": test_data.rows["gene_name"], "cell_line": rows["cell_line"],
+        "chrom": rows["chrom"], "fold": fold.name, "y_true": truth[fold.test], "y_pred": y_pred,
+    })
+    if scores:
+        table["y_score"] = np.mean(scores, axis=0)
+    if probas:
+        table["proba"] = np.mean(probas, axis=0)
+    fixed = (rows["fold"] == "test").to_numpy() | ((rows["fold"] == "holdout") & (rows["role"] == "test")).to_numpy()
+    holdout = (rows["fold"] == "holdout").to_numpy()
+    oof, test = table[~fixed & ~holdout], table[fixed]
+    if holdout.any() and not fixed.any():
+        test = table
+    scored = test if holdout.any() else oof
+    metrics = evaluate(scored["y_true"].to_numpy(), scored["y_pred"].to_numpy(), binary=task == "binary")
+    imp = None
+    if imps:
+        merged: dict[str, float] = {}
+        for d in imps:
+            for k, v in d.items():
+                merged[k] = merged.get(k, 0.0) + float(v) / len(imps)
+        imp = pd.DataFrame({"fold": fold.name, "feature": list(merged), "gain": list(merged.values())})
+    shap = None
+    if shaps:
+        shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)
+        rows = rows.iloc[shap_idx].reset_index(drop=True)
+        contrib = np.mean(shaps, axis=0)
+        names = [*test_data.feature_names, "bias"] if contrib.shape[1] == len(test_data.feature_names) + 1 else [f"c{i}" for i in range(contrib.shape[1])]
+        shap = pd.DataFrame(contrib, columns=names)
+        shap.insert(0, "fold", fold.name)
+        shap.insert(0, "cell_line", rows["cell_line"].to_numpy())
+        shap.insert(0, "gene_id", rows["gene_id"].to_numpy())
+    return oof, test, imp, shap, metrics
+
+
+def _shap_sample(n: int, k: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of at most k of n rows (all rows when n <= k)."""
+    if n <= k:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, size=k, replace=False))
+
+
+def _average_test(parts: list[pd.DataFrame]) -> pd.DataFrame:
+    """Test rows predicted by every fold model: average them (a fold ensemble)."""
+    parts = [p for p in parts if len(p)]
+    if not parts:
+        return pd.DataFrame(columns=["gene_id", "gene_name", "cell_line", "chrom", "fold", "y_true", "y_pred"])
+    allp = pd.concat(parts, ignore_index=True)
+    keys = ["gene_id", "gene_name", "cell_line", "chrom"]
+    agg = {"y_true": "first", "y_pred": "mean"}
+    for optional in ("y_score", "proba"):
+        if optional in allp.columns:
+            agg[optional] = "mean"
+    out = allp.groupby(keys, sort=False, as_index=False).agg(agg)
+    out.insert(4, "fold", "test")
+    return out
+
+
+def _summarise(fold_metrics: list[dict], oof: pd.DataFrame, test: pd.DataFrame, task: str) -> dict[str, Any]:
+    binary = task == "binary"
+    overall: dict[str, Any] = {}
+    for name, table in (("oof", oof), ("test", test)):
+        if table.empty or not np.isfinite(table["y_true"].to_numpy(np.float64)).any():
+            continue
+        per_cell = {c: evaluate(t["y_true"].to_numpy(), t["y_pred"].to_numpy(), binary) for c, t in table.groupby("cell_line", sort=False)}
+        overall[name] = {"all": evaluate(table["y_true"].to_numpy(), table["y_pred"].to_numpy(), binary), "by_cell_line": per_cell}
+    keys = [k for k in (fold_metrics[0] if fold_metrics else {}) if k not in ("fold", "n")]
+    stats = {}
+    for k in keys:
+        vals = np.array([m[k] for m in fold_metrics], dtype=np.float64)
+        vals = vals[np.isfinite(vals)]
+        stats[k] = {"mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std(ddof=1)) if vals.size > 1 else None}
+    return {"task": task, "folds": fold_metrics, "fold_mean_sd": stats, "overall": overall}
