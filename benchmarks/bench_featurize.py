@@ -10,11 +10,15 @@ hg38 chromosomes chr1-22,X; ~320 MB at --scale 1, cached) and lognormal-length g
   ours-full   epx engine, full feature set: mean,std,min,max,sum,coverage,slope on
               tss/promoter/body/upstream/downstream + bins
   floor-*     read + zlib-inflate every block overlapping the job's windows exactly once
+  loop-full   pyBigWig, full feature set: one stats(exact=True) call per statistic per window +
+              values() for bins (timed on --loop-full-genes genes, scaled to all genes)
   pybigtools  pybigtools values(..., exact=True) per window (same job), if installed
 
 Each method runs in its own fresh process (one core), so peak RSS is per method. Checks: loop and
 ours-job agree to < 1e-6; a sample of ours-full agrees with pyBigWig stats(exact=True) for every
-statistic; exit code 1 if ours-job > 3x its floor or < 5x faster than the loop.
+statistic; exit code 1 if ours-full > 3x its floor, < 5x faster than loop-full (the pyBigWig loop
+computing the same statistics: one stats(exact=True) call per statistic per window, timed on a
+gene sample and scaled), or above 2 GB peak RSS.
 
 BED part: numpy peak features vs pybedtools (intersect -c, coverage) on
 ../shared/data/nott2019_peaks/NeuN_optimal_peak.H3K27.bed (skipped when absent), 20,000 genes.
@@ -194,6 +198,46 @@ def work_loop(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     return {"tss_mean": tss_mean, "body_mean": body_mean, "bins": bins}
 
 
+def work_loop_full(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """The pyBigWig loop for the full feature set: one stats(exact=True) call per statistic per
+    window (mean, std, min, max, sum, coverage on the 5 windows) plus values() + reshape for bins.
+    pyBigWig has no slope statistic, so the loop does strictly less work than ours-full."""
+    import pyBigWig
+
+    from epx.windows import DEFAULT_WINDOWS, gene_arrays, gene_windows
+
+    bw = pyBigWig.open(bw_path)
+    sizes = bw.chroms()
+    arr = gene_arrays(genes)
+    wins = {w.name: gene_windows(w, arr["tss"], arr["start"], arr["end"], arr["sign"]) for w in DEFAULT_WINDOWS}
+    stats = ("mean", "std", "min", "max", "sum", "coverage")
+    out = {f"col:{w}_{st}": np.full(len(genes), np.nan) for w in wins for st in stats}
+    bins = np.zeros((len(genes), N_BINS))
+    half = N_BINS // 2
+    for i, (chrom, strand, tss) in enumerate(zip(genes["chrom"], genes["strand"], genes["tss"], strict=True)):
+        size = sizes.get(chrom)
+        if size is None:
+            continue
+        for w, (ws, we) in wins.items():
+            a, b = _clip_window(int(ws[i]), int(we[i]), size)
+            if b <= a:
+                continue
+            for st in stats:
+                r = bw.stats(chrom, a, b, type=st, exact=True)[0]
+                out[f"col:{w}_{st}"][i] = np.nan if r is None else r
+        plus = strand == "+"
+        lo = tss - half * BIN_SIZE if plus else tss + 1 - (N_BINS - half) * BIN_SIZE
+        a, b = _clip_window(lo, lo + N_BINS * BIN_SIZE, size)
+        full = np.zeros(N_BINS * BIN_SIZE)
+        if b > a:
+            full[a - lo : b - lo] = np.nan_to_num(bw.values(chrom, a, b, numpy=True), nan=0.0)
+        row = full.reshape(N_BINS, BIN_SIZE).mean(axis=1)
+        bins[i] = row if plus else row[::-1]
+    bw.close()
+    out["bins"] = bins
+    return out
+
+
 def work_pybigtools(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     import pybigtools
 
@@ -366,6 +410,8 @@ def run_worker(args: argparse.Namespace) -> None:
     name = args.worker
     if name == "loop":
         res = work_loop(args.bw, genes)
+    elif name == "loop-full":
+        res = work_loop_full(args.bw, genes)
     elif name == "pybigtools":
         res = work_pybigtools(args.bw, genes)
     elif name in ("ours-job", "ours-full"):
@@ -475,6 +521,17 @@ def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
         res[name] = spawn(name, args, genes_file, workdir)
     if not args.skip_loop:
         res["loop"] = spawn("loop", args, genes_file, workdir)
+        # The full-feature loop costs ~15x the job loop: time it on a gene sample and scale by the
+        # gene count (its cost per gene is constant: one set of pyBigWig calls per gene).
+        n_sample = min(args.loop_full_genes, len(genes))
+        sample = genes.sample(n=n_sample, random_state=args.seed).sort_index()
+        sample_file = workdir / "genes_sample.parquet"
+        sample.to_parquet(sample_file)
+        lf = spawn("loop-full", args, sample_file, workdir)
+        lf["sample_rows"] = sample.index.to_numpy()
+        lf["seconds_measured"] = lf["seconds"]
+        lf["seconds"] = lf["seconds"] * len(genes) / n_sample
+        res["loop-full"] = lf
     if not args.no_pybigtools:
         try:
             import pybigtools  # noqa: F401
@@ -501,6 +558,19 @@ def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
         print(f"  ours-full vs ours-job  {key:<10} {d:.2e}  {mism}")
     d, mism = maxdiff(full["bins"], ours["bins"])
     print(f"  ours-full vs ours-job  bins       {d:.2e}  {mism}")
+    if "loop-full" in res:
+        lf = res["loop-full"]
+        rows = genes.index.get_indexer(lf["sample_rows"])
+        worst_lf, mism_lf = 0.0, 0
+        for key, val in lf["data"].items():
+            ref = full[key][rows] if key != "bins" else full["bins"][rows]
+            if key.endswith(("_sum", "_coverage")):
+                val = np.nan_to_num(val)
+            d, mism = maxdiff(ref, val)
+            worst_lf, mism_lf = max(worst_lf, d), mism_lf + mism
+        flag = "ok" if (worst_lf < 1e-6 and mism_lf == 0) else "MISMATCH"
+        print(f"  ours-full vs loop-full ({len(rows)} genes, every statistic + bins) {worst_lf:.2e}  {mism_lf}  {flag}")
+        ok &= flag == "ok"
     worst = check_full_sample(str(bw), genes, full, args.check_genes, args.seed)
     flag = "ok" if worst < 1e-6 else "MISMATCH"
     print(f"  ours-full vs pyBigWig stats(exact=True), {args.check_genes} genes x 5 windows x"
@@ -516,24 +586,37 @@ def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
 
     print(f"\n{'method':<22}{'seconds':>10}{'peak RSS MB':>14}{'x floor':>10}{'loop / this':>13}")
     loop_s = res["loop"]["seconds"] if "loop" in res else float("nan")
+    loop_full_s = res["loop-full"]["seconds"] if "loop-full" in res else float("nan")
     floor_for = {"ours-job": fj["seconds"], "ours-full": ff["seconds"], "loop": fj["seconds"],
-                 "pybigtools": fj["seconds"]}
-    for name in ("loop", "pybigtools", "ours-job", "floor-job", "ours-full", "floor-full"):
+                 "pybigtools": fj["seconds"], "loop-full": ff["seconds"]}
+    for name in ("loop", "pybigtools", "ours-job", "floor-job", "loop-full", "ours-full", "floor-full"):
         if name not in res:
             continue
         r = res[name]
         xf = r["seconds"] / floor_for[name] if name in floor_for else float("nan")
-        print(f"{name:<22}{r['seconds']:>10.2f}{r['maxrss_mb']:>14.0f}{xf:>10.2f}"
-              f"{loop_s / r['seconds']:>13.1f}")
+        base = loop_full_s if name in ("loop-full", "ours-full", "floor-full") else loop_s
+        label = name + (" (extrapolated)" if name == "loop-full" else "")
+        print(f"{label:<22}{r['seconds']:>10.2f}{r['maxrss_mb']:>14.0f}{xf:>10.2f}"
+              f"{base / r['seconds']:>13.1f}")
+    if "loop-full" in res:
+        lf = res["loop-full"]
+        print(f"  (loop-full measured {lf['seconds_measured']:.1f} s on {len(lf['sample_rows'])} genes, "
+              f"scaled to {len(genes)}; 'loop / this' for the full rows is against loop-full)")
 
-    oj = res["ours-job"]["seconds"]
-    if oj > 3 * fj["seconds"]:
-        print(f"FAIL: ours-job {oj:.2f} s > 3x floor ({fj['seconds']:.2f} s)")
-        ok = False
-    if "loop" in res and loop_s < 5 * oj:
-        print(f"FAIL: ours-job is only {loop_s / oj:.1f}x faster than the pyBigWig loop (< 5x)")
-        ok = False
+    # The targets (issue: the full feature set within 3x its floor and >= 5x faster than the
+    # pyBigWig loop computing the same statistics).
     of = res["ours-full"]
+    if args.scale < 1:
+        print("note: the 3x-floor target applies at --scale 1; on small tracks fixed costs dominate")
+    elif of["seconds"] > 3 * ff["seconds"]:
+        print(f"FAIL: ours-full {of['seconds']:.2f} s > 3x its floor ({ff['seconds']:.2f} s)")
+        ok = False
+    if "loop-full" in res and loop_full_s < 5 * of["seconds"]:
+        print(f"FAIL: ours-full is only {loop_full_s / of['seconds']:.1f}x faster than the pyBigWig loop (< 5x)")
+        ok = False
+    if of["maxrss_mb"] > 2048:
+        print(f"FAIL: ours-full peak RSS {of['maxrss_mb']:.0f} MB > 2 GB")
+        ok = False
     print(f"targets: full feature set {of['seconds']:.2f} s (target < 5 s at 319 MB), "
           f"peak RSS {of['maxrss_mb']:.0f} MB (target < 2048 MB); "
           f"full / its floor = {of['seconds'] / ff['seconds']:.2f}")
@@ -580,7 +663,9 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--cache-dir", default=os.environ.get(
         "EPX_BENCH_CACHE", str(Path(tempfile.gettempdir()) / "epx-bench-cache")))
-    ap.add_argument("--skip-loop", action="store_true", help="skip the slow pyBigWig loop")
+    ap.add_argument("--skip-loop", action="store_true", help="skip the slow pyBigWig loops")
+    ap.add_argument("--loop-full-genes", type=int, default=2000,
+                    help="genes sampled to time the full-feature pyBigWig loop (scaled to all genes)")
     ap.add_argument("--no-pybigtools", action="store_true")
     ap.add_argument("--no-peaks", action="store_true")
     ap.add_argument("--check-genes", type=int, default=200,

@@ -239,6 +239,8 @@ def featurize(
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Dataset directory to write.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE expression labels; repeatable.")] = None,
+    assays: Annotated[list[str] | None, typer.Option("--assays", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
+    cells: Annotated[list[str] | None, typer.Option("--cells", help="Only these cell lines of the manifest.", autocompletion=complete_cell)] = None,
     tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
     tss_mode: Annotated[str, typer.Option("--tss-mode", help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
@@ -276,7 +278,7 @@ def featurize(
     if missing:
         raise EpxError(f"featurize needs {', '.join(missing)} (or --list-features)")
     summary = run_featurize(genes, manifest, output, labels=labels or [], params=params, build=build,
-                            workers=workers, force=force)
+                            workers=workers, force=force, assays=_split_list(assays), cells=_split_list(cells))
     if summary["up_to_date"]:
         console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
         return

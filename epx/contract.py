@@ -48,6 +48,16 @@ class FoldData:
         return int(self.X.shape[0])
 
 
+# Optional model methods the core uses when present (documented in docs/plugins.md; a meta-test
+# checks that each is documented and exercised).
+OPTIONAL_HOOKS = {
+    "predict_proba": "class probability per row (P(expressed) of a two-stage model); written as `proba`",
+    "predict_score": "prediction before any mask or threshold; written as `y_score`, used by `epx stack --rule seed`",
+    "importance": "{feature: gain} per fold; written to importance.tsv",
+    "contributions": "(rows, features + 1) SHAP-like contributions, last column the bias; written to shap.parquet",
+}
+
+
 @runtime_checkable
 class Model(Protocol):
     """What a backend's model class implements.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -111,6 +111,7 @@ def _fingerprint(genes_paths: Sequence[Path], manifest: Path, labels: Sequence[s
     label_paths = [item.partition("=")[2] for item in labels]
     return {
         "params": {**asdict(params), "build": build},
+        "selection": {"assays": sorted(set(tracks["assay"])), "cells": sorted(set(tracks["cell_line"]))},
         "genes": [file_fingerprint(p) for p in genes_paths],
         "manifest": file_fingerprint(manifest),
         "labels": {item.partition("=")[0]: file_fingerprint(p) for item, p in zip(labels, label_paths, strict=True)},
@@ -143,11 +144,12 @@ def featurize(
     workers: int | None = None,
     force: bool = False,
     progress: bool = True,
-    on_event: Callable[[str], None] | None = None,
+    assays: Sequence[str] = (),
+    cells: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed."""
     output = Path(output)
-    inputs = load_inputs(genes, manifest=manifest, labels=labels, build=build)
+    inputs = load_inputs(genes, manifest=manifest, labels=labels, build=build, assays=assays, cells=cells)
     for message in inputs.warnings:
         console.warn(message)
     tracks = inputs.manifest

@@ -27,14 +27,19 @@ def load_inputs(
     manifest: str | Path | None = None,
     labels: Sequence[str] = (),
     build: str | None = None,
+    assays: Sequence[str] = (),
+    cells: Sequence[str] = (),
 ) -> Inputs:
-    """Read everything and check it fits together; problems raise one-line EpxErrors."""
+    """Read everything and check it fits together; problems raise one-line EpxErrors.
+
+    ``assays``/``cells`` select manifest rows (unknown names are an error naming what exists).
+    """
     gene_table = read_genes(list(genes), build=build)
     label_files = dict(parse_label_option(item) for item in labels)
     label_table = read_label_files(label_files, gene_table) if label_files else None
     result = Inputs(genes=gene_table, labels=label_table)
     if manifest is not None:
-        result.manifest = read_manifest(manifest)
+        result.manifest = select_tracks(read_manifest(manifest), assays, cells, manifest)
         missing = check_gene_chroms(gene_table, result.manifest)
         for track, chroms in missing.items():
             n = int(gene_table["chrom"].isin(chroms).sum())
@@ -47,6 +52,20 @@ def load_inputs(
             if extra:
                 result.warnings.append(f"labels for cell line(s) {', '.join(extra)} have no tracks in the manifest")
     return result
+
+
+def select_tracks(tracks: pd.DataFrame, assays: Sequence[str], cells: Sequence[str], path) -> pd.DataFrame:
+    from epx.errors import ManifestError
+
+    for column, wanted in (("assay", assays), ("cell_line", cells)):
+        if not wanted:
+            continue
+        unknown = [w for w in wanted if w not in set(tracks[column])]
+        if unknown:
+            have = ", ".join(dict.fromkeys(tracks[column]))
+            raise ManifestError(f"no {column.replace('_', ' ')} {', '.join(unknown)} in the manifest (it has {have})", path=path)
+        tracks = tracks[tracks[column].isin(wanted)]
+    return tracks.reset_index(drop=True)
 
 
 def load_split_input(

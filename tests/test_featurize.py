@@ -176,3 +176,27 @@ def test_real_chr21_h3k4me3(shared, tmp_path, run):
     rho = spearmanr(table["H3K4me3.bw.promoter.mean0"], table["value"]).statistic
     assert rho > 0.55, rho
     assert pd.Series(ds.labels["value"] == 0).sum() == 305
+
+
+def test_assay_and_cell_selection_with_completion(demo_study, run, tmp_path):
+    env = {"_EPX_COMPLETE": "complete_bash", "COMP_CWORD": "5"}
+    line = f"epx featurize --manifest {demo_study / 'manifest.tsv'} --assays H3K4me3,H3K27"
+    got = run(env={**env, "_TYPER_COMPLETE_ARGS": line, "COMP_WORDS": line}).stdout.split()
+    assert got == ["H3K4me3,H3K27ac", "H3K4me3,H3K27me3"]
+    out = tmp_path / "ds"
+    result = run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
+                 "--assays", "H3K4me3,DNase", "--cells", "X1", "--no-bins", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    ds = epx.load_dataset(out)
+    assert ds.assays == ["H3K4me3", "DNase"] and ds.cell_lines == ["X1"]
+    assert_user_error(run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
+                          "--assays", "H3K99", "-o", tmp_path / "x"), "no assay H3K99", "H3K4me3")
+
+
+def test_split_of_a_dataset(demo_dataset, run, tmp_path):
+    out = tmp_path / "split.tsv"
+    result = run("split", demo_dataset, "--chr-kfold", "3", "--train-cells", "X1,X2", "--test-cells", "X3", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    split = pd.read_csv(out, sep="\t")
+    assert set(split["cell_line"]) == {"X1", "X2", "X3"}
+    assert set(split.loc[split["cell_line"] == "X3", "role"]) == {"test"}

@@ -124,3 +124,19 @@ def test_ridge_learns(tmp_path):
     X[0, 3] = float("nan")  # a missing assay must not crash prediction
     pred = model.predict(FoldData(X=X, y=None, rows=train.rows))
     assert pred.shape == (200,) and bool(abs(pred[0]) < 100)
+
+
+def test_every_optional_hook_is_documented_and_used():
+    """Like datasette's hook meta-tests: a hook the core calls must be documented and tested."""
+    from conftest import ROOT
+
+    from epx.contract import OPTIONAL_HOOKS
+
+    docs = (ROOT / "docs" / "plugins.md").read_text()
+    train_src = (ROOT / "epx" / "train.py").read_text()
+    tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
+    tests += "".join(p.read_text() for p in (ROOT / "plugins").glob("*/tests/test_*.py"))
+    for hook in OPTIONAL_HOOKS:
+        assert f"`{hook}(" in docs, f"{hook} is not documented in docs/plugins.md"
+        assert f'"{hook}"' in train_src, f"the trainer does not call {hook}"
+        assert hook in tests, f"no test exercises {hook}"

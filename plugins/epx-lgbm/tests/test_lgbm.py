@@ -118,6 +118,13 @@ def test_mask_off_and_threshold_zero_do_not_mask(folds, two_stage):
         np.testing.assert_array_equal(plain[keep], masked[keep])  # same stages, only the mask differs
 
 
+def test_predict_score_is_the_unmasked_stage2(folds, two_stage):
+    test = unlabelled(folds[2])
+    score, pred, p = two_stage.predict_score(test), two_stage.predict(test), two_stage.predict_proba(test)
+    np.testing.assert_array_equal(pred, np.where(p >= 0.4, score, 0.0))
+    assert (score > 0).mean() > 0.9 and score.max() <= 1.0
+
+
 def test_two_stage_ranks_well(folds, two_stage):
     from scipy.stats import spearmanr
 
