@@ -173,6 +173,23 @@ class Dataset:
     def bins_coverage(self) -> np.ndarray:
         return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
 
+    def fold(self, split: pd.DataFrame, name: str, raw: bool = False) -> dict[str, pd.DataFrame]:
+        """Tabular features with labels (``value``) of one fold's train, valid and test rows.
+
+        ``split`` is a split table (``epx split``, ``epx.split.make_split``); ``*`` rows expand to
+        this dataset's cell lines. The same fold definitions drive ``epx train``.
+        """
+        from epx.split import expand_cells, iter_folds
+
+        split = expand_cells(split, self.cell_lines).reset_index(drop=True)
+        folds = {f.name: f for f in iter_folds(split)}
+        if name not in folds:
+            raise DatasetError(f"split has no fold {name!r} (folds: {', '.join(folds)})", path=self.path)
+        table = split[["gene_id", "cell_line"]].merge(self.features(raw=raw), on=["gene_id", "cell_line"], how="left")
+        table = table.merge(self.labels[["gene_id", "cell_line", "value"]], on=["gene_id", "cell_line"], how="left")
+        f = folds[name]
+        return {part: table.iloc[idx].reset_index(drop=True) for part, idx in (("train", f.train), ("valid", f.valid), ("test", f.test))}
+
     def holdout_split(self) -> pd.DataFrame | None:
         """A split shipped with the data (e.g. the AttentiveChrome train/valid/test genes)."""
         p = self.path / "holdout.tsv"

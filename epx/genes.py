@@ -60,6 +60,10 @@ def detect_format(path: Path) -> str:
         raise GeneTableError("gene table is empty", path=path)
     header = [c.strip() for c in lines[0].split("\t")]
     lowered = {c.lower() for c in header}
+    if len(header) >= 6 and header[1].lower() in ("start", "chromstart", "txstart") and len(lines) > 1:
+        second = lines[1].split("\t")
+        if second[1].strip().isdigit() and second[2].strip().isdigit():
+            return "bed"  # BED6 with a header line
     if {"tss_start", "tss_end"} <= lowered or set(ML4G_COLUMNS[:4]) <= set(header):
         return "ml4g"
     if any(c.lower().startswith("tss") for c in header):
@@ -261,7 +265,9 @@ def _read_ml4g(path: Path) -> pd.DataFrame:
 
 
 def _read_bed(path: Path) -> pd.DataFrame:
-    """BED6 (chrom, start, end, name, score, strand); the TSS is start on + and end - 1 on -."""
+    """BED6 (chrom, start, end, name, score, strand); the TSS is start on + and end - 1 on -.
+
+    A first line naming the columns (``chrom start end ...``) is skipped as a header."""
     rows = []
     lines = []
     with _open_text(path) as fh:
@@ -269,6 +275,8 @@ def _read_bed(path: Path) -> pd.DataFrame:
             if not raw_line.strip() or raw_line.startswith(("#", "track", "browser")):
                 continue
             fields = raw_line.rstrip("\n\r").split("\t")
+            if not rows and len(fields) >= 3 and not fields[1].strip().isdigit() and fields[1].strip().lower() in ("start", "chromstart", "txstart"):
+                continue
             if len(fields) < 6:
                 raise GeneTableError(
                     f"BED gene table needs 6 columns (chrom, start, end, name, score, strand), "

@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import EpxError, GeneTableError, InputFileError, LabelError, require_file
+from epx.labels import is_number
 
 BIN_SIZE = 100  # bp per DeepChrome bin
 N_WINDOWS = 10  # tabular features: the kept bins pooled into this many windows per mark
@@ -59,14 +60,6 @@ class _File:
 
 
 # -- small helpers -------------------------------------------------------------------------------
-
-
-def _is_number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
 
 
 def normalise_gene_ids(ids: pd.Series | pd.Index) -> pd.Series:
@@ -162,7 +155,7 @@ def read_binned_csv(path: Path, marks: Sequence[str]) -> _File:
     if not head:
         raise InputFileError("file is empty", path=path)
     first = head[0].split(",")
-    header = not all(_is_number(f.strip()) for f in first[1:]) or len(first) < 2
+    header = not all(is_number(f.strip()) for f in first[1:]) or len(first) < 2
     if header and len(head) < 2:
         raise InputFileError("file has a header line but no data rows", path=path)
     probe = head[1] if header else head[0]
@@ -270,7 +263,7 @@ def read_expression(path: Path) -> pd.Series:
     if not head:
         raise LabelError("expression file is empty", path=path)
     first = head[0].split(sep.decode())
-    header = len(first) < 2 or not _is_number(first[1].strip())
+    header = len(first) < 2 or not is_number(first[1].strip())
     if header:
         numbers, fields = numbers[1:], fields[1:]
     if not len(numbers):

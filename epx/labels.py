@@ -48,7 +48,7 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
     fields = first.rstrip("\n\r").split(sep)
     if len(fields) < 2:
         raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
-    has_header = not _is_number(fields[-1]) or not _is_number(fields[1])
+    has_header = not is_number(fields[-1]) or not is_number(fields[1])
     raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False)
     if raw.shape[1] < 2:
         raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
@@ -67,9 +67,20 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
             f"gene {names.iloc[i]!r}: non-numeric value {raw[value_col].iloc[i]!r}", path=path, line=i + offset
         )
     by_id = names.isin(genes["gene_id"])
+    unversioned = None
+    if by_id.mean() < 0.5:
+        # ENSG00000141956.9 vs ENSG00000141956: match ids without their version suffixes
+        strip = lambda s: s.astype(str).str.replace(r"\.\d+$", "", regex=True)  # noqa: E731
+        table_ids = strip(genes["gene_id"])
+        if table_ids.is_unique and strip(names).isin(table_ids).mean() >= 0.5:
+            unversioned = dict(zip(table_ids, genes["gene_id"], strict=True))
     if by_id.mean() >= 0.5:
         key = names
         known = by_id
+        index = genes["gene_id"]
+    elif unversioned is not None:
+        key = strip(names).map(unversioned)
+        known = key.notna()
         index = genes["gene_id"]
     else:
         known = names.isin(genes["gene_name"])
@@ -129,15 +140,7 @@ def derive_target(values: np.ndarray | pd.Series, kind: str) -> np.ndarray:
     raise LabelError(f"unknown target {kind!r}; use one of {', '.join(TARGETS)}")
 
 
-def derive_targets(labels: pd.DataFrame, kind: str) -> pd.Series:
-    """Apply :func:`derive_target` per cell line of a long label table; returns aligned values."""
-    out = pd.Series(np.nan, index=labels.index, dtype="float64")
-    for _, idx in labels.groupby("cell_line", sort=False).groups.items():
-        out.loc[idx] = derive_target(labels.loc[idx, "value"].to_numpy(), kind)
-    return out
-
-
-def _is_number(text: str) -> bool:
+def is_number(text: str) -> bool:
     try:
         float(text)
     except ValueError:

@@ -1,6 +1,8 @@
 """Track manifests: one row per (cell_line, assay, kind, path), from TSV or YAML.
 
 Relative paths are resolved against the manifest's own directory, so a study folder can move.
+Common column spellings are accepted (``cell``/``sample``, ``mark``/``target``, ``file``), and
+the kind may be omitted when the file name says it (``.bw``, ``.bigWig``, ``.bed``, ``.narrowPeak``).
 YAML manifests are either a list of rows (``tracks: [{cell_line, assay, kind, path}, ...]``) or
 nested as ``{cell_line: {assay: {bigwig: path, bed: path}}}``.
 """
@@ -15,6 +17,13 @@ from epx.errors import ManifestError, require_file
 
 KINDS = ("bigwig", "bed")
 MANIFEST_COLUMNS = ["cell_line", "assay", "kind", "path"]
+_COLUMN_ALIASES = {
+    "cell": "cell_line", "cellline": "cell_line", "cell_type": "cell_line", "sample": "cell_line", "biosample": "cell_line",
+    "mark": "assay", "target": "assay", "experiment": "assay",
+    "type": "kind", "format": "kind", "file_type": "kind",
+    "file": "path", "filename": "path", "file_path": "path",
+}
+_KIND_BY_SUFFIX = {".bw": "bigwig", ".bigwig": "bigwig", ".bed": "bed", ".narrowpeak": "bed", ".broadpeak": "bed"}
 _KIND_ALIASES = {
     "bigwig": "bigwig", "bw": "bigwig", "bigWig": "bigwig",
     "bed": "bed", "narrowpeak": "bed", "broadpeak": "bed", "peaks": "bed", "bed3": "bed",
@@ -59,9 +68,8 @@ def _rows_from_tsv(path: Path) -> list[tuple[int | None, dict]]:
         raise ManifestError("manifest is empty", path=path)
     header_line, header = content[0]
     sep = "\t" if "\t" in header else ","
-    columns = [c.strip().lower() for c in header.split(sep)]
-    columns = ["cell_line" if c in ("cell", "cell_line", "cellline", "sample") else c for c in columns]
-    missing = [c for c in MANIFEST_COLUMNS if c not in columns]
+    columns = [_COLUMN_ALIASES.get(c.strip().lower(), c.strip().lower()) for c in header.split(sep)]
+    missing = [c for c in MANIFEST_COLUMNS if c not in columns and c != "kind"]
     if missing:
         raise ManifestError(
             f"missing column(s) {', '.join(missing)}; the header must name cell_line, assay, kind, path",
@@ -76,6 +84,12 @@ def _rows_from_tsv(path: Path) -> list[tuple[int | None, dict]]:
     return rows
 
 
+def _kind_from_suffix(path: str) -> str:
+    """bigwig/bed from a file name (``.bw``, ``.bigWig``, ``.bed``, ``.narrowPeak.gz``, ...), else ''."""
+    name = path.lower().removesuffix(".gz")
+    return next((kind for suffix, kind in _KIND_BY_SUFFIX.items() if name.endswith(suffix)), "")
+
+
 def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     """Read and validate a manifest; paths come back absolute."""
     path = require_file(path, "manifest")
@@ -84,6 +98,8 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     records = []
     seen: dict[tuple[str, str, str], int | None] = {}
     for line, row in rows:
+        if not str(row.get("kind", "") or "").strip():
+            row = {**row, "kind": _kind_from_suffix(str(row.get("path", "")))}
         missing = [c for c in MANIFEST_COLUMNS if not str(row.get(c, "") or "").strip()]
         if missing:
             raise ManifestError(f"row is missing {', '.join(missing)}", path=path, line=line)
@@ -126,8 +142,11 @@ def track_chroms(path: str | Path, kind: str) -> set[str]:
             return set(bw.chroms().keys())
         finally:
             bw.close()
+    import gzip
+
     names: set[str] = set()
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    opener = gzip.open if str(path).endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
         for ln in fh:
             if ln.startswith(("#", "track", "browser")) or not ln.strip():
                 continue

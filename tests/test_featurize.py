@@ -200,3 +200,23 @@ def test_split_of_a_dataset(demo_dataset, run, tmp_path):
     split = pd.read_csv(out, sep="\t")
     assert set(split["cell_line"]) == {"X1", "X2", "X3"}
     assert set(split.loc[split["cell_line"] == "X3", "role"]) == {"test"}
+
+
+def test_dataset_fold_access(demo_dataset):
+    from epx.split import make_split
+
+    ds = epx.load_dataset(demo_dataset)
+    split = make_split(ds.genes, "loco")
+    parts = ds.fold(split, "chr2")
+    assert set(parts["test"]["gene_id"]) == set(ds.genes.loc[ds.genes["chrom"] == "chr2", "gene_id"])
+    assert "chr2" not in set(ds.genes.set_index("gene_id").loc[parts["train"]["gene_id"], "chrom"])
+    assert set(parts["train"]["cell_line"]) == {"X1", "X2", "X3"} and parts["train"]["value"].notna().all()
+    from epx.errors import DatasetError
+
+    with pytest.raises(DatasetError, match="no fold"):
+        ds.fold(split, "chr99")
+
+
+def test_debug_shows_traceback(run, tmp_path):
+    result = run("--debug", "check", "--genes", tmp_path / "missing.tsv")
+    assert result.exit_code == 2 and "Traceback" in result.stderr and "not found" in result.stderr

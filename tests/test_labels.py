@@ -53,3 +53,13 @@ def test_real_ml4g_labels(shared):
     y = read_labels(shared / "ml4g_cage" / "X1_train_y.tsv", genes)
     assert len(y) == 14310
     assert 0.55 < (y == 0).mean() < 0.61  # the seed README: 58% zeros in X1
+
+
+def test_versioned_ids_and_bed_header(tmp_path):
+    bed = tmp_path / "genes.bed"
+    bed.write_text("chrom\tstart\tend\tname\tscore\tstrand\nchr1\t100\t900\tENSG01\t0\t+\nchr1\t1000\t2000\tENSG02\t0\t-\n")
+    genes = read_genes(bed)
+    assert genes["gene_id"].tolist() == ["ENSG01", "ENSG02"]
+    labels = tmp_path / "rpkm.tsv"
+    labels.write_text("gene_id\trpkm\nENSG01.7\t2.5\nENSG02.3\t0\n")
+    assert read_labels(labels, genes).to_dict() == {"ENSG01": 2.5, "ENSG02": 0.0}

@@ -57,8 +57,10 @@ def test_manifest_missing_file_unknown_kind_missing_columns(tmp_path, small_gene
     assert_user_error(run("check", "--genes", small_genes, "--manifest", m), f"{m}:3", "X1/DNase", "not found")
     m.write_text("cell_line\tassay\tkind\tpath\nX1\tH3K4me3\twig\ttracks/k4.bw\n")
     assert_user_error(run("check", "--genes", small_genes, "--manifest", m), f"{m}:2", "unknown kind 'wig'")
-    m.write_text("cell\tassay\tpath\nX1\tH3K4me3\ttracks/k4.bw\n")
-    assert_user_error(run("check", "--genes", small_genes, "--manifest", m), str(m), "missing column(s) kind")
+    m.write_text("cell\tassay\tkind\nX1\tH3K4me3\tbigwig\n")
+    assert_user_error(run("check", "--genes", small_genes, "--manifest", m), str(m), "missing column(s) path")
+    m.write_text("cell\tassay\tpath\nX1\tH3K4me3\ttracks/k4.txt\n")  # no kind column, no telling suffix
+    assert_user_error(run("check", "--genes", small_genes, "--manifest", m), f"{m}:2", "missing kind")
     m.write_text("cell_line\tassay\tkind\tpath\nX1\tH3K4me3\tbigwig\ttracks/k4.bw\nX1\tH3K4me3\tbw\ttracks/k4.bw\n")
     assert_user_error(run("check", "--genes", small_genes, "--manifest", m), f"{m}:3", "duplicate track")
 
@@ -79,3 +81,17 @@ def test_not_a_bigwig(tmp_path, small_genes, run):
     m = tmp_path / "m.tsv"
     m.write_text("cell_line\tassay\tkind\tpath\nX1\tH3K4me3\tbigwig\ttracks/k4.bw\n")
     assert_user_error(run("check", "--genes", small_genes, "--manifest", m), "k4.bw", "bigWig")
+
+
+def test_other_naming_styles(tmp_path, small_genes, run):
+    """Columns spelled differently, kind inferred from the suffix, gzipped narrowPeak."""
+    import gzip
+
+    _tracks(tmp_path)
+    with gzip.open(tmp_path / "tracks" / "k4.narrowPeak.gz", "wt") as fh:
+        fh.write("chr1\t10000\t10500\tp1\t0\t.\t9.5\t3\t2\t250\n")
+    m = tmp_path / "m.tsv"
+    m.write_text("sample\tmark\tfile\nX1\tH3K4me3\ttracks/k4.bw\nX1\tH3K4me3\ttracks/k4.narrowPeak.gz\n")
+    manifest = read_manifest(m)
+    assert manifest["kind"].tolist() == ["bigwig", "bed"] and manifest["cell_line"].tolist() == ["X1", "X1"]
+    assert run("check", "--genes", small_genes, "--manifest", m).exit_code == 0
