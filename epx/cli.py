@@ -309,7 +309,7 @@ def train(
     target: Annotated[str | None, typer.Option("--target", help="raw, log1p, rank, nonzero or binary (default: rank if the model supports it).")] = None,
     param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value; repeatable.")] = None,
     config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML file of model parameters.")] = None,
-    inner: Annotated[int | None, typer.Option("--inner", metavar="K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
+    inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
     seed: Annotated[int, typer.Option(help="Seed for the model and split tie-breaks.")] = 0,
     shap_rows: Annotated[int, typer.Option("--shap-rows", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
@@ -325,6 +325,8 @@ def train(
     chosen = [n for n, v in (("--split", split_file), ("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout)) if v]
     if len(chosen) > 1:
         raise SplitError(f"choose one of --split, --loco, --chr-kfold, --holdout (got {', '.join(chosen)})")
+    if inner is not None and inner[0] != "chr-kfold":
+        raise SplitError(f"--inner supports chr-kfold K (inner folds are whole chromosomes), got {inner[0]!r}")
     overrides = dict(read_param_config(config, model)) if config else {}
     overrides.update(parse_param_options(param or []))
     scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
@@ -332,7 +334,7 @@ def train(
                               valid_chroms=parse_chrom_list(holdout) if holdout else [],
                               test_chroms=parse_chrom_list(test) if test else [], seed=seed)
     options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
-                           predict_cells=_split_list(predict_cells), inner_k=inner, seed=seed, shap_rows=shap_rows)
+                           predict_cells=_split_list(predict_cells), inner_k=inner[1] if inner else None, seed=seed, shap_rows=shap_rows)
     summary = run_train(dataset, output, options, split_opts, force=force)
     _print_metrics(summary, f"{model} on {dataset}")
     console.info(f"wrote {output}")
@@ -348,7 +350,8 @@ def _print_metrics(summary: dict, title: str) -> None:
     rows.append(["mean +- sd", "", *[f"{_fmt(stats[k]['mean'])} +- {_fmt(stats[k]['sd'])}" for k in keys if k != "n"]])
     for name, block in summary["overall"].items():
         for cell, m in block["by_cell_line"].items():
-            rows.append([f"{name} {cell}", *[_fmt(m.get(k)) for k in keys]])
+            if m.get("n"):  # unlabelled cell lines (e.g. the one to submit) have nothing to score
+                rows.append([f"{name} {cell}", *[_fmt(m.get(k)) for k in keys]])
     console.table(title, ["fold", *keys], rows)
 
 

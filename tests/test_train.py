@@ -88,7 +88,7 @@ def test_same_command_twice_is_identical(demo_dataset, tmp_path, run):
 def test_cross_cell_and_inner_cv(demo_dataset, tmp_path, run):
     out = tmp_path / "cc"
     result = run("train", demo_dataset, "--model", "lgbm", "--holdout", "chr2", "--test", "chr1", "--train-cells", "X1",
-                 "--predict-cells", "X3", "--inner", "2", *FAST, "-o", out)
+                 "--predict-cells", "X3", "--inner", "chr-kfold", "2", *FAST, "-o", out)
     assert result.exit_code == 0, result.stderr
     test = pd.read_parquet(out / "test.parquet")
     assert set(test["cell_line"]) == {"X1", "X3"} and set(test["chrom"]) == {"chr1"}
