@@ -37,8 +37,8 @@ _TSV_ALIASES = {
 
 def _open_text(path: Path):
     if path.suffix == ".gz":
-        return gzip.open(path, "rt")
-    return open(path, encoding="utf-8", errors="replace")
+        return gzip.open(path, "rt", encoding="utf-8-sig", errors="replace")
+    return open(path, encoding="utf-8-sig", errors="replace")
 
 
 def _first_data_lines(path: Path, n: int = 5) -> list[str]:
@@ -212,6 +212,7 @@ def _read_delimited(path: Path, header: bool) -> pd.DataFrame:
             comment=None,
             keep_default_na=False,
             skip_blank_lines=True,
+            encoding="utf-8-sig",
         )
     except (pd.errors.ParserError, UnicodeDecodeError) as exc:
         raise GeneTableError(f"cannot parse as tab-separated text ({exc})", path=path) from exc

@@ -42,14 +42,14 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
     table are an error: they usually mean the wrong gene table or build.
     """
     path = require_file(path, "label file")
-    with open(path, encoding="utf-8", errors="replace") as fh:
+    with open(path, encoding="utf-8-sig", errors="replace") as fh:
         first = fh.readline()
     sep = "\t" if "\t" in first else ","
     fields = first.rstrip("\n\r").split(sep)
     if len(fields) < 2:
         raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
     has_header = not is_number(fields[-1]) or not is_number(fields[1])
-    raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False)
+    raw = pd.read_csv(path, sep=sep, header=0 if has_header else None, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     if raw.shape[1] < 2:
         raise LabelError("label file needs two columns (gene, value)", path=path, line=1)
     value_col = raw.columns[1]

@@ -62,7 +62,7 @@ def _rows_from_yaml(path: Path) -> list[tuple[int | None, dict]]:
 
 
 def _rows_from_tsv(path: Path) -> list[tuple[int | None, dict]]:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    lines = path.read_text(encoding="utf-8-sig", errors="replace").splitlines()
     content = [(n, ln) for n, ln in enumerate(lines, start=1) if ln.strip() and not ln.startswith("#")]
     if not content:
         raise ManifestError("manifest is empty", path=path)

@@ -115,3 +115,15 @@ def test_real_gene_tables(shared):
     hg38 = read_genes(shared / "gene_annotation" / "genes_hg38_hg19.tsv", build="hg38")
     assert len(hg38) == 58302 and 55000 < len(hg19) < len(hg38)
     assert (hg19["start"] <= hg19["end"]).all()
+
+
+def test_bom_and_crlf(tmp_path, run):
+    """Spreadsheet exports: a UTF-8 byte-order mark and Windows line endings."""
+    genes = tmp_path / "g.tsv"
+    genes.write_bytes(b"\xef\xbb\xbfgene_name\tchr\tgene_start\tgene_end\tTSS_start\tTSS_end\tstrand\r\n"
+                      b"A\tchr1\t100\t900\t100\t150\t+\r\nB\tchr2\t100\t900\t850\t900\t-\r\n")
+    labels = tmp_path / "y.tsv"
+    labels.write_bytes(b"\xef\xbb\xbfgene_name\tgex\r\nA\t1.5\r\nB\t0\r\n")
+    assert read_genes(genes)["strand"].tolist() == ["+", "-"]
+    result = run("check", "--genes", genes, "--labels", f"X1={labels}")
+    assert result.exit_code == 0, result.stderr
