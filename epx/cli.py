@@ -432,7 +432,8 @@ def _print_stack(summary: dict) -> None:
     keys = ["auroc", "auprc", "spearman"] if summary["task"] == "binary" else ["spearman", "pearson", "r2", "mse"]
     rows = [[Path(c["run"]).name if c["run"] != "stack" else f"stack ({summary['rule']})", c["cell_line"],
              *[_fmt(c[k]) for k in keys]] for c in summary["comparison"]]
-    console.table("Out-of-fold metrics", ["run", "cell line", *keys], rows)
+    title = "Out-of-fold metrics" if summary.get("scored", "oof") == "oof" else "Test metrics (holdout runs)"
+    console.table(title, ["run", "cell line", *keys], rows)
 
 
 @app.command()

@@ -87,6 +87,16 @@ def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tupl
         table.insert(pos, f"{w}.mean0", np.where(cov > 0, np.nan_to_num(mean) * cov, 0.0))
     if res.bins is not None:
         table["bins.entropy"] = profile_entropy(res.bins)
+    # Genes on chromosomes the file lacks have no measurement, not zero signal: NaN everywhere
+    # (their bins stay 0 with coverage 0, which the coverage mask records).
+    from epx.bigwig import BigWigReader
+    from epx.chroms import canonical_chrom
+
+    with BigWigReader(path) as reader:
+        present = {canonical_chrom(c) for c in reader.chroms()}
+    absent = ~genes["chrom"].isin(present).to_numpy()
+    if absent.any():
+        table.loc[absent, :] = np.nan
     bins = res.bins.astype(np.float32) if res.bins is not None else None
     cov = res.bin_coverage.astype(np.float16) if res.bin_coverage is not None else None
     return table, bins, cov

@@ -66,9 +66,10 @@ def detect_format(path: Path) -> str:
             return "bed"  # BED6 with a header line
     if {"tss_start", "tss_end"} <= lowered or set(ML4G_COLUMNS[:4]) <= set(header):
         return "ml4g"
-    if any(c.lower().startswith("tss") for c in header):
-        return "tss-tsv"
     fields = header
+    numeric_bed = len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit()
+    if any(c.lower().startswith("tss") for c in header) and not numeric_bed:
+        return "tss-tsv"
     if len(fields) >= 9 and fields[3].isdigit() and fields[4].isdigit() and fields[6] in "+-.":
         return "gtf"
     if len(fields) >= 3 and fields[1].isdigit() and fields[2].isdigit():

@@ -35,7 +35,15 @@ def load_inputs(
     ``assays``/``cells`` select manifest rows (unknown names are an error naming what exists).
     """
     gene_table = read_genes(list(genes), build=build)
-    label_files = dict(parse_label_option(item) for item in labels)
+    parsed = [parse_label_option(item) for item in labels]
+    label_files = dict(parsed)
+    if len(label_files) < len(parsed):
+        from collections import Counter
+
+        from epx.errors import LabelError
+
+        cell = next(c for c, n in Counter(c for c, _ in parsed).items() if n > 1)
+        raise LabelError(f"--labels gives cell line {cell!r} twice; give one file per cell line")
     label_table = read_label_files(label_files, gene_table) if label_files else None
     result = Inputs(genes=gene_table, labels=label_table)
     if manifest is not None:
@@ -43,9 +51,11 @@ def load_inputs(
         missing = check_gene_chroms(gene_table, result.manifest)
         for track, chroms in missing.items():
             n = int(gene_table["chrom"].isin(chroms).sum())
+            effect = ("count as having no peaks there" if track.endswith("/bed")
+                      else "get NaN features (and empty bins)")
             result.warnings.append(
                 f"{track}: {n:,} genes on {len(chroms)} chromosome(s) absent from the track "
-                f"(e.g. {', '.join(chroms[:3])}) get missing values"
+                f"(e.g. {', '.join(chroms[:3])}) {effect}"
             )
         if label_table is not None:
             extra = sorted(set(label_table["cell_line"]) - set(result.manifest["cell_line"]))

@@ -59,6 +59,8 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
             value_col = lowered[name]
             break
     offset = 2 if has_header else 1
+    if raw.empty:
+        raise LabelError("label file has a header but no data rows", path=path)
     names = raw[raw.columns[0]].astype(str).str.strip()
     values = pd.to_numeric(raw[value_col].str.strip(), errors="coerce")
     if values.isna().any():
@@ -84,14 +86,17 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
         index = genes["gene_id"]
     else:
         known = names.isin(genes["gene_name"])
-        name_to_id = dict(zip(genes["gene_name"], genes["gene_id"], strict=True)) if genes["gene_name"].is_unique else None
-        if name_to_id is None:
-            dup = genes["gene_name"][genes["gene_name"].duplicated()].iloc[0]
+        # Names shared by several genes (GENCODE's Y_RNA, ...) are only a problem if labelled.
+        ambiguous = set(genes["gene_name"][genes["gene_name"].duplicated()])
+        hit = names[names.isin(ambiguous)]
+        if len(hit):
+            i = int(np.flatnonzero(names.isin(ambiguous).to_numpy())[0])
             raise LabelError(
-                f"labels name genes by gene_name, but gene name {dup!r} is ambiguous in the gene table",
-                path=path,
+                f"gene name {hit.iloc[0]!r} belongs to several genes in the gene table; label by gene_id instead",
+                path=path, line=i + offset,
             )
-        key = names.map(name_to_id)
+        unique = genes[~genes["gene_name"].isin(ambiguous)]
+        key = names.map(dict(zip(unique["gene_name"], unique["gene_id"], strict=True)))
         index = genes["gene_id"]
     if not known.all():
         unknown = names[~known]
@@ -111,6 +116,7 @@ def read_labels(path: str | Path, genes: pd.DataFrame) -> pd.Series:
 
 def read_label_files(files: Mapping[str, str | Path], genes: pd.DataFrame) -> pd.DataFrame:
     """Read ``{cell_line: file}`` into a long table (gene_id, cell_line, value)."""
+    files = dict(files)
     frames = []
     for cell, path in files.items():
         s = read_labels(path, genes)

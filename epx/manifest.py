@@ -118,6 +118,9 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
                 f"{row['cell_line']}/{row['assay']} {kind} file not found: {track}", path=path, line=line
             )
         key = (str(row["cell_line"]).strip(), str(row["assay"]).strip(), kind)
+        if "." in key[1] or "." in key[0]:
+            raise ManifestError(f"'.' separates the parts of feature names, so it cannot appear in a cell line or "
+                                f"assay name ({key[0]}/{key[1]}); use '_' or '-' instead", path=path, line=line)
         if key in seen:
             raise ManifestError(f"duplicate track {'/'.join(key)}", path=path, line=line)
         seen[key] = line

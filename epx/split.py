@@ -198,9 +198,9 @@ def validate_split(split: pd.DataFrame, path: str | Path | None = None) -> None:
         raise SplitError(f"gene {r.gene_id!r} appears twice for cell line {r.cell_line!r}")
     for f in iter_folds(split):
         if len(f.train) == 0:
-            raise SplitError(f"fold {f.name!r} has no training rows")
+            raise SplitError(f"fold {str(f.name)!r} has no training rows")
         if len(f.test) == 0 and len(f.valid) == 0:
-            raise SplitError(f"fold {f.name!r} has nothing to validate or test")
+            raise SplitError(f"fold {str(f.name)!r} has nothing to validate or test")
 
 
 def iter_folds(split: pd.DataFrame) -> Iterator[Fold]:
@@ -213,7 +213,7 @@ def iter_folds(split: pd.DataFrame) -> Iterator[Fold]:
     role = split["role"].to_numpy()
     fold = split["fold"].to_numpy().astype(str)
     fixed_test = np.flatnonzero((role == "test") & (fold == "test"))
-    labels = [f for f in pd.unique(fold) if f not in ("test", "holdout")]
+    labels = [str(f) for f in pd.unique(fold) if f not in ("test", "holdout")]
     if not labels:
         yield Fold(
             name="holdout",

@@ -138,12 +138,18 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
         raise EpxError("stack needs at least two run directories")
     if rule not in RULES:
         raise EpxError(f"unknown stacking rule {rule!r}; use one of {', '.join(RULES)}")
-    output = check_output(output, force)
+    output = check_output(output, force, kind="dir")
+    resolved = [Path(p).resolve() for p in run_dirs]
+    if len(set(resolved)) < len(resolved):
+        raise EpxError("the same run is listed twice; stack distinct runs")
     runs = [read_run(p) for p in run_dirs]
-    tasks = {r["config"].get("task") for r in runs}
-    if len(tasks) > 1:
-        raise EpxError(f"runs have different tasks ({', '.join(sorted(map(str, tasks)))}); stack runs of one task")
-    task = tasks.pop()
+    for key in ("task", "target"):
+        values = {str(r["config"].get(key)) for r in runs}
+        if len(values) > 1:
+            raise EpxError(f"runs have different {key}s ({', '.join(sorted(values))}); their predictions are on "
+                           f"different scales, so stack runs of one {key}")
+    task = runs[0]["config"].get("task")
+    target = runs[0]["config"].get("target")
     cells, dropped = common_cells(runs)
     for r in runs:
         for part in ("oof", "test"):
@@ -151,18 +157,28 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
                 r[part] = r[part][r[part]["cell_line"].isin(cells)].reset_index(drop=True)
     oof = _align(runs, "oof")
     test = _align(runs, "test")
+    # Holdout runs have no out-of-fold rows: compare (and fit nnls) on their test predictions.
+    scored_part = "oof" if not oof[0].empty else "test"
+    if rule == "nnls" and scored_part == "test":
+        raise EpxError("nnls weights are fitted on out-of-fold predictions, and these runs have none "
+                       "(holdout splits); use --rule mean, rank-mean or seed")
     weights = fit_nnls(oof) if rule == "nnls" else None
     stacked_oof = combine(oof, rule, threshold, weights)
     stacked_test = combine(test, rule, threshold, weights) if not test[0].empty else test[0]
     binary = task == "binary"
     comparison = []
-    for name, table in [*[(str(r["path"]), t) for r, t in zip(runs, oof, strict=True)], ("stack", stacked_oof)]:
+    scored = oof if scored_part == "oof" else test
+    stacked_scored = stacked_oof if scored_part == "oof" else stacked_test
+    for name, table in [*[(str(r["path"]), t) for r, t in zip(runs, scored, strict=True)], ("stack", stacked_scored)]:
+        if table.empty or not np.isfinite(table["y_true"].to_numpy(np.float64)).any():
+            continue
         for cell, part in table.groupby("cell_line", sort=False):
             comparison.append({"run": name, "cell_line": cell, **evaluate(part["y_true"].to_numpy(), part["y_pred"].to_numpy(), binary)})
-    summary = {"rule": rule, "threshold": threshold, "task": task, "runs": [str(r["path"]) for r in runs],
+    summary = {"rule": rule, "threshold": threshold, "task": task, "target": target, "scored": scored_part,
+               "runs": [str(r["path"]) for r in runs],
                "cell_lines": cells, "dropped_cell_lines": dropped,
                "weights": None if weights is None else weights.tolist(), "comparison": comparison}
-    config = {"kind": "stack", "task": task, "rule": rule, "threshold": threshold, "runs": summary["runs"],
+    config = {"kind": "stack", "task": task, "target": target, "rule": rule, "threshold": threshold, "runs": summary["runs"],
               "weights": summary["weights"], "model": "stack"}
     with atomic_dir(output, force=force) as tmp:
         stacked_oof.to_parquet(tmp / "oof.parquet", index=False)

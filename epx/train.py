@@ -77,6 +77,9 @@ def default_target(spec: ModelSpec) -> str:
 def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], predict_cells: Sequence[str]) -> tuple[pd.DataFrame, str]:
     """The split table for this run (checked against the dataset) and a description of it."""
     if opts.file is not None or opts.scheme is None:
+        if opts.test_chroms or opts.valid_chroms:
+            raise SplitError("--test/--holdout chromosomes come with a scheme (--loco, --chr-kfold, --holdout); "
+                             "a split file or the dataset's own split already fixes them")
         if opts.file is not None:
             from epx.split import read_split
 
@@ -86,9 +89,15 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
             split, described = ds.holdout_split(), "the dataset's holdout split"
             if split is None:
                 raise SplitError("choose a split: --split FILE, --loco, --chr-kfold K or --holdout VAL_CHROMS")
+        labelled = set(ds.labels["cell_line"]) if not ds.labels.empty else set()
+        if not train_cells:  # unlabelled cell lines of a generic ("*") split can only be tested
+            train_cells = [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
         return _restrict_cells(expand_cells(split, ds.cell_lines), train_cells, predict_cells), described
     labelled = set(ds.labels["cell_line"]) if not ds.labels.empty else set()
     train = list(train_cells) or [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
+    if not train:
+        raise LabelError(f"no labelled cell line to train on (labelled: {', '.join(sorted(labelled)) or 'none'}); "
+                         "featurize with --labels CELL=FILE or choose --train-cells")
     split = make_split(ds.genes, opts.scheme, k=opts.k, valid_chroms=opts.valid_chroms, test_chroms=opts.test_chroms,
                        cells=ds.cell_lines, train_cells=train, test_cells=list(predict_cells), seed=opts.seed)
     split = split[split["cell_line"].isin([*train, *predict_cells])].reset_index(drop=True)
@@ -102,10 +111,16 @@ def _restrict_cells(split: pd.DataFrame, train_cells: Sequence[str], predict_cel
     keep = list(train_cells) + list(predict_cells) if train_cells else None
     if keep is not None:
         split = split[split["cell_line"].isin(keep)].reset_index(drop=True)
-    testing_only = ~split["cell_line"].isin(train_cells) if train_cells else split["cell_line"].isin(predict_cells)
-    # an unseen cell line is tested on the held-out genes only: its training rows are unused
-    split.loc[testing_only & split["role"].isin(["train", "valid"]), "role"] = "none"
-    split.loc[testing_only & (split["role"] == "cv"), "role"] = "test"
+    testing_only = (~split["cell_line"].isin(train_cells) if train_cells else split["cell_line"].isin(predict_cells)).to_numpy()
+    # An unseen cell line is tested on held-out genes only, as make_split does: CV rows are
+    # tested in their fold; in a holdout split its test chromosomes, or without any, its
+    # validation chromosomes.
+    role = split["role"].to_numpy().copy()
+    has_fixed_test = (role == "test").any()
+    role[testing_only & (role == "cv")] = "test"
+    role[testing_only & (role == "train")] = "none"
+    role[testing_only & (role == "valid")] = "none" if has_fixed_test else "test"
+    split = split.assign(role=role)
     return split
 
 
@@ -206,7 +221,9 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the CV loop and write RUN_DIR; returns the metrics summary."""
-    output = check_output(output, force)
+    output = check_output(output, force, kind="dir")
+    if Path(output).resolve() == Path(dataset).resolve():
+        raise EpxError("the run directory must differ from the dataset directory", path=output)
     ds = load_dataset(dataset)
     spec = get_spec(options.model)
     if spec.input_kind not in ds.input_kinds:
@@ -309,7 +326,12 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
     if np.ptp(y_train) == 0:
         raise LabelError(f"fold {fold.name!r}: the {target} target is constant ({y_train[0]:g}) on all "
                          f"{len(train_idx)} training rows; nothing to learn (check the labels or the target)")
-    test_data = inp.fold_data(fold.test, with_targets=False, target=target)
+    # A holdout split without test rows is scored on its validation rows (which early stopping
+    # also sees, so the score is slightly optimistic).
+    eval_idx = fold.test if len(fold.test) else fold.valid
+    if len(eval_idx) == 0:
+        raise SplitError(f"fold {fold.name!r} has nothing to predict: give --test CHROMS or --predict-cells")
+    test_data = inp.fold_data(eval_idx, with_targets=False, target=target)
     if options.inner_k:
         members = [(tr, va) for tr, va in _inner_folds(split, train_idx, options.inner_k, options.seed)]
     else:
@@ -333,10 +355,10 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         name = f"fold_{fold.name}" + (f"_inner{j}" if len(members) > 1 else "")
         model.save(run_dir / "models" / name)
     y_pred = np.mean(preds, axis=0)
-    rows = split.iloc[fold.test].reset_index(drop=True)
+    rows = split.iloc[eval_idx].reset_index(drop=True)
     table = pd.DataFrame({
         "gene_id": rows["gene_id"], "gene_name": test_data.rows["gene_name"], "cell_line": rows["cell_line"],
-        "chrom": rows["chrom"], "fold": fold.name, "y_true": truth[fold.test], "y_pred": y_pred,
+        "chrom": rows["chrom"], "fold": fold.name, "y_true": truth[eval_idx], "y_pred": y_pred,
     })
     if scores:
         table["y_score"] = np.mean(scores, axis=0)
