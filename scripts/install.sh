@@ -16,11 +16,12 @@ if ! command -v bedtools >/dev/null 2>&1; then
   fi
 fi
 
-pip_install() { python -m pip install --disable-pip-version-check -q "$@"; }
+PY="${PYTHON:-$(command -v python3 || command -v python)}"
+pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
 
 # torch first, pinned: on this machine 2.13.0 is a local CPU wheel; an unpinned torch pulled in
 # by a plugin would fetch a multi-GB CUDA build. An existing torch (e.g. a GPU build) is kept.
-if ! python -c "import torch" >/dev/null 2>&1; then
+if ! "$PY" -c "import torch" >/dev/null 2>&1; then
   pip_install "torch==2.13.0"
 fi
 
