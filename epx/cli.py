@@ -77,7 +77,7 @@ def _split_list(values: list[str] | None) -> list[str]:
 # -- epx demo -----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Write a synthetic demo study.")
 def demo(
     directory: Annotated[Path, typer.Argument(help="Directory to create with the demo study.")],
     genes: Annotated[int, typer.Option("--genes", min=200, help="Number of genes.")] = 2000,
@@ -99,7 +99,7 @@ def demo(
 # -- epx models ---------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="List model plugins or show one.")
 def models(
     name: Annotated[
         str | None,
@@ -145,7 +145,7 @@ def models(
 # -- epx check ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Validate genes, labels and manifest.")
 def check(
     genes: Annotated[list[Path], typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")],
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML).")] = None,
@@ -174,7 +174,7 @@ def check(
 # -- epx split ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Assign genes to folds (split contract).")
 def split(
     input: Annotated[Path, typer.Argument(help="A gene table or a dataset directory.", metavar="GENES_OR_DATASET")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Split table to write (TSV).")],
@@ -233,7 +233,7 @@ def split(
 # -- epx featurize ------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Tracks -> features and binned tracks.")
 def featurize(
     genes: Annotated[list[Path] | None, typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
@@ -294,7 +294,7 @@ def featurize(
 # -- epx train ----------------------------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Cross-validate a model; write a run.")
 def train(
     dataset: Annotated[Path, typer.Argument(help="Dataset directory (epx featurize or epx import).")],
     model: Annotated[str, typer.Option("--model", help="Model plugin name (see epx models).", autocompletion=complete_model)],
@@ -366,7 +366,7 @@ def _fmt(v) -> str:
 # -- epx stack / submit / explain ---------------------------------------------------------------
 
 
-@app.command()
+@app.command(short_help="Combine runs' predictions.")
 def stack(
     runs: Annotated[list[Path], typer.Argument(help="Run (or stack) directories over the same genes and cell lines.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Stack directory to write.")],
@@ -388,7 +388,7 @@ def stack(
     console.info(f"wrote {output}")
 
 
-@app.command()
+@app.command(short_help="Write the ML4G submission zip.")
 def submit(
     run_dir: Annotated[Path, typer.Argument(help="Run or stack directory with predictions for the cell line.")],
     cell: Annotated[str, typer.Option("--cell", help="Cell line to submit, e.g. X3.")],
@@ -407,7 +407,7 @@ def submit(
                   f"{s['min']:.4g} / {s['median']:.4g} / {s['max']:.4g}"], ["predicted zero", f"{s['zero']:.1%}"]])
 
 
-@app.command()
+@app.command(short_help="Print a run's metric table.")
 def report(
     run_dir: Annotated[Path, typer.Argument(help="Run or stack directory.")],
 ) -> None:
@@ -436,7 +436,7 @@ def _print_stack(summary: dict) -> None:
     console.table(title, ["run", "cell line", *keys], rows)
 
 
-@app.command()
+@app.command(short_help="Top features by gain and SHAP.")
 def explain(
     run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
     top: Annotated[int, typer.Option("--top", help="Number of features to show.")] = 20,
@@ -457,7 +457,8 @@ def explain(
 
 # -- epx import ---------------------------------------------------------------------------------
 
-import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", no_args_is_help=True)
+import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", short_help="Import public binned data.",
+                         no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
