@@ -158,6 +158,22 @@ def _clip_window(a: int, b: int, size: int) -> tuple[int, int]:
     return max(0, min(a, size)), max(0, min(b, size))
 
 
+def _loop_bins(read, chrom: str, tss: int, plus: bool, size: int) -> np.ndarray:
+    """One gene's N x W TSS bins from per-base values ``read(chrom, a, b)`` (no data = 0), strand-oriented."""
+    half = N_BINS // 2
+    lo = tss - half * BIN_SIZE if plus else tss + 1 - (N_BINS - half) * BIN_SIZE
+    a, b = _clip_window(lo, lo + N_BINS * BIN_SIZE, size)
+    full = np.zeros(N_BINS * BIN_SIZE)
+    if b > a:
+        full[a - lo : b - lo] = read(chrom, a, b)
+    row = full.reshape(N_BINS, BIN_SIZE).mean(axis=1)
+    return row if plus else row[::-1]
+
+
+def _pybigwig_values(bw):
+    return lambda chrom, a, b: np.nan_to_num(bw.values(chrom, a, b, numpy=True), nan=0.0)
+
+
 def work_loop(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     """The straightforward pyBigWig loop (independent re-implementation of the geometry)."""
     import pyBigWig
@@ -168,7 +184,6 @@ def work_loop(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     tss_mean = np.full(g, np.nan)
     body_mean = np.full(g, np.nan)
     bins = np.zeros((g, N_BINS))
-    half = N_BINS // 2
     for i, (chrom, start, end, strand, tss) in enumerate(
         zip(genes["chrom"], genes["start"], genes["end"], genes["strand"], genes["tss"], strict=True)
     ):
@@ -185,15 +200,7 @@ def work_loop(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
         if b > a:
             r = bw.stats(chrom, a, b, type="mean", exact=True)[0]
             body_mean[i] = np.nan if r is None else r
-        lo = tss - half * BIN_SIZE if plus else tss + 1 - (N_BINS - half) * BIN_SIZE
-        hi = lo + N_BINS * BIN_SIZE
-        a, b = _clip_window(lo, hi, size)
-        full = np.zeros(N_BINS * BIN_SIZE)
-        if b > a:
-            vals = bw.values(chrom, a, b, numpy=True)
-            full[a - lo : b - lo] = np.nan_to_num(vals, nan=0.0)
-        row = full.reshape(N_BINS, BIN_SIZE).mean(axis=1)
-        bins[i] = row if plus else row[::-1]
+        bins[i] = _loop_bins(_pybigwig_values(bw), chrom, tss, plus, size)
     bw.close()
     return {"tss_mean": tss_mean, "body_mean": body_mean, "bins": bins}
 
@@ -213,7 +220,6 @@ def work_loop_full(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     stats = ("mean", "std", "min", "max", "sum", "coverage")
     out = {f"col:{w}_{st}": np.full(len(genes), np.nan) for w in wins for st in stats}
     bins = np.zeros((len(genes), N_BINS))
-    half = N_BINS // 2
     for i, (chrom, strand, tss) in enumerate(zip(genes["chrom"], genes["strand"], genes["tss"], strict=True)):
         size = sizes.get(chrom)
         if size is None:
@@ -225,14 +231,7 @@ def work_loop_full(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
             for st in stats:
                 r = bw.stats(chrom, a, b, type=st, exact=True)[0]
                 out[f"col:{w}_{st}"][i] = np.nan if r is None else r
-        plus = strand == "+"
-        lo = tss - half * BIN_SIZE if plus else tss + 1 - (N_BINS - half) * BIN_SIZE
-        a, b = _clip_window(lo, lo + N_BINS * BIN_SIZE, size)
-        full = np.zeros(N_BINS * BIN_SIZE)
-        if b > a:
-            full[a - lo : b - lo] = np.nan_to_num(bw.values(chrom, a, b, numpy=True), nan=0.0)
-        row = full.reshape(N_BINS, BIN_SIZE).mean(axis=1)
-        bins[i] = row if plus else row[::-1]
+        bins[i] = _loop_bins(_pybigwig_values(bw), chrom, tss, strand == "+", size)
     bw.close()
     out["bins"] = bins
     return out
@@ -247,7 +246,6 @@ def work_pybigtools(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     tss_mean = np.full(g, np.nan)
     body_mean = np.full(g, np.nan)
     bins = np.zeros((g, N_BINS))
-    half = N_BINS // 2
     for i, (chrom, start, end, strand, tss) in enumerate(
         zip(genes["chrom"], genes["start"], genes["end"], genes["strand"], genes["tss"], strict=True)
     ):
@@ -262,13 +260,7 @@ def work_pybigtools(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
         a, b = _clip_window(start, end, size)
         if b > a:
             body_mean[i] = bw.values(chrom, a, b, bins=1, exact=True, fillna=None)[0]
-        lo = tss - half * BIN_SIZE if plus else tss + 1 - (N_BINS - half) * BIN_SIZE
-        a, b = _clip_window(lo, lo + N_BINS * BIN_SIZE, size)
-        full = np.zeros(N_BINS * BIN_SIZE)
-        if b > a:
-            full[a - lo : b - lo] = bw.values(chrom, a, b, exact=True, fillna=0.0)
-        row = full.reshape(N_BINS, BIN_SIZE).mean(axis=1)
-        bins[i] = row if plus else row[::-1]
+        bins[i] = _loop_bins(lambda c, a, b: bw.values(c, a, b, exact=True, fillna=0.0), chrom, tss, plus, size)
     bw.close()
     return {"tss_mean": tss_mean, "body_mean": body_mean, "bins": bins}
 
