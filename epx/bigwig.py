@@ -1,15 +1,36 @@
-"""A pure-numpy bigWig reader built for whole-genome featurisation.
+"""A pure-numpy bigWig reader built for whole-genome featurisation, strict about damaged files.
 
 Why not pyBigWig: its per-window API re-reads and re-inflates the same compressed blocks once per
 window and per statistic, which dominates the cost of featurising tens of thousands of genes. This
 reader parses the header, the chromosome B+ tree and the R-tree index itself (UCSC bigWig format,
 Kent et al. 2010), finds the data blocks overlapping the *merged* windows of one chromosome, and
-inflates each such block exactly once, decoding it with ``np.frombuffer`` into interval arrays.
+inflates each such block exactly once (with ISA-L when the ``isal`` package is installed: about
+1.7x faster than zlib), decoding it with ``np.frombuffer`` into interval arrays. And its C library
+crashes (SIGSEGV) on some damaged files, which no ``try`` can catch.
 
 Supported: compressed and uncompressed files (``uncompressBufSize == 0``), little- and big-endian
 files, bedGraph (type 1), varStep (type 2) and fixedStep (type 3) sections. Zoom levels are not
 used (all statistics are exact). A reader holds an open file; pass *paths*, not readers, to worker
 processes (pickling a reader re-opens it from its path).
+
+What the data mean (the contract the window engine builds on):
+
+* A non-finite value (NaN, +-inf) is **no data**: the item is dropped, so its bases are uncovered.
+  pybigtools, pyBigWig and kent's wigToBigWig all write NaN values; pyBigWig's min/max skip them
+  and pybigtools' per-base values are NaN there, both the same as "uncovered".
+* Zero-length items (``start == end``) cover no base and are dropped.
+* Items may overlap (fixedStep sections with span > step, some cgpBigWig outputs). They are kept,
+  each counting on its own, as libBigWig's exact statistics count them; ``intervals`` then
+  returns overlapping intervals and :func:`overlapping` tells the caller.
+* Items come back sorted by start, also when a block stores them out of order.
+
+Damage is refused with a one-line :class:`~epx.errors.TrackError` naming the structure and its
+byte offset, never read as "no data": a bad magic number (with what the file is instead: gzip,
+bigBed, text), any structure past the end of the file, cycles in either tree, chromosome ids the
+index does not know, index entries covering no bases, a data count that disagrees with the index,
+blocks that do not inflate, inflate beyond the header's buffer size, or belong to another
+chromosome than their index entry, items outside their index entry's bounds, and items ending
+before they start. All work is bounded by the file size, so a damaged file fails fast.
 """
 
 from __future__ import annotations
@@ -26,6 +47,14 @@ import numpy as np
 
 from epx.errors import TrackError
 
+try:  # ISA-L inflates bigWig blocks ~1.7x faster than zlib, with identical output.
+    from isal import isal_zlib as _inflater
+
+    _INFLATE_ERRORS: tuple[type[BaseException], ...] = (zlib.error, _inflater.error)
+except ImportError:  # pragma: no cover - isal is a dependency, but zlib is always there
+    _inflater = zlib
+    _INFLATE_ERRORS = (zlib.error,)
+
 BIGWIG_MAGIC = 0x888FFC26
 BIGBED_MAGIC = 0x8789F2EB
 _BPT_MAGIC = 0x78CA8C91
@@ -39,13 +68,47 @@ _SECTION_HEADER = "IIIIIBBH"  # 24 bytes
 
 _BEDGRAPH, _VARSTEP, _FIXEDSTEP = 1, 2, 3
 _ITEM_SIZE = {_BEDGRAPH: 12, _VARSTEP: 8, _FIXEDSTEP: 4}
+_MAX_KEY_SIZE = 65_535  # chromosome names are short; a larger key size is a damaged header
+_BIG = np.iinfo(np.int64).max
+
+Intervals = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+
+def _empty() -> Intervals:
+    return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
+
+
+def merge_regions(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Union of ``[starts, ends)`` as sorted, disjoint, non-touching ``(k, 2)`` regions (empty
+    ones dropped)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    keep = ends > starts
+    s, e = starts[keep], ends[keep]
+    if len(s) == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    order = np.argsort(s, kind="stable")
+    s, e = s[order], e[order]
+    run_end = np.maximum.accumulate(e)
+    new = np.ones(len(s), dtype=bool)
+    new[1:] = s[1:] > run_end[:-1]
+    first = np.flatnonzero(new)
+    last = np.append(first[1:], len(s)) - 1
+    return np.column_stack([s[first], run_end[last]])
 
 
 def _as_regions(regions: np.ndarray | None, size: int) -> np.ndarray:
     if regions is None:
         return np.array([[0, size]], dtype=np.int64)
     reg = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
+    if len(reg) > 1 and not (np.all(reg[1:, 0] > reg[:-1, 1]) and np.all(reg[:, 1] > reg[:, 0])):
+        reg = merge_regions(reg[:, 0], reg[:, 1])
     return reg
+
+
+def overlapping(starts: np.ndarray, ends: np.ndarray) -> bool:
+    """True when intervals sorted by start overlap (some base is covered by two items)."""
+    return len(starts) > 1 and bool(np.any(ends[:-1] > starts[1:]))
 
 
 def restrict_to_regions(
@@ -54,13 +117,14 @@ def restrict_to_regions(
     values: np.ndarray,
     regions: np.ndarray,
     copy: bool = True,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Intervals:
     """Keep the parts of sorted, non-overlapping intervals that fall inside merged ``regions``.
 
     Intervals are clipped to region bounds, and an interval spanning a gap between two regions is
     split into one piece per region, so every returned interval lies inside exactly one region.
     Only the first and last interval of each region can stick out, so clipping is O(regions).
     ``copy=False`` lets the fast path (nothing dropped) clip the input arrays in place.
+    For overlapping intervals use :func:`restrict_overlapping`.
     """
     regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
     if len(starts) == 0 or len(regions) == 0:
@@ -84,6 +148,30 @@ def restrict_to_regions(
     return s, e, v
 
 
+def restrict_overlapping(
+    starts: np.ndarray, ends: np.ndarray, values: np.ndarray, regions: np.ndarray
+) -> Intervals:
+    """:func:`restrict_to_regions` for intervals sorted by start that may overlap.
+
+    Every interval is clipped to each region it overlaps (one piece per region); the result is
+    sorted by start within each region, so sorted by start overall.
+    """
+    regions = np.asarray(regions, dtype=np.int64).reshape(-1, 2)
+    if len(starts) == 0 or len(regions) == 0:
+        none = np.zeros(0, dtype=np.int64)
+        return none, none.copy(), np.zeros(0, dtype=values.dtype)
+    run_end = np.maximum.accumulate(ends)
+    lo = np.searchsorted(run_end, regions[:, 0], side="right")
+    hi = np.searchsorted(starts, regions[:, 1], side="left")
+    counts = np.maximum(hi - lo, 0)
+    idx = _ranges(lo, counts)
+    reg = np.repeat(np.arange(len(regions)), counts)
+    s = np.maximum(starts[idx], regions[reg, 0])
+    e = np.minimum(ends[idx], regions[reg, 1])
+    keep = e > s
+    return s[keep], e[keep], values[idx][keep]
+
+
 def _ranges(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenate ``arange(lo[i], lo[i] + counts[i])`` for all i, without a Python loop."""
     counts = np.asarray(counts, dtype=np.int64)
@@ -92,6 +180,24 @@ def _ranges(lo: np.ndarray, counts: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=np.int64)
     offsets = np.cumsum(counts) - counts
     return np.arange(total, dtype=np.int64) + np.repeat(np.asarray(lo, np.int64) - offsets, counts)
+
+
+def describe_non_bigwig(head: bytes) -> str:
+    """What a file that is not a bigWig most likely is, from its first bytes (never the bytes)."""
+    if not head:
+        return "not a bigWig file (the file is empty)"
+    if head[:2] == b"\x1f\x8b":
+        return "gzip-compressed, not a bigWig file (bigWig data are compressed inside; gunzip it first)"
+    if len(head) >= 4 and BIGBED_MAGIC in struct.unpack("<I", head[:4]) + struct.unpack(">I", head[:4]):
+        return "a bigBed file, not a bigWig file (convert it with bigBedToBed and give it as kind bed)"
+    if len(head) < 4:
+        return f"not a bigWig file (only {len(head)} bytes)"
+    sample = head[:512]
+    printable = sum(32 <= b < 127 or b in (9, 10, 13) for b in sample)
+    if printable == len(sample):
+        return ("not a bigWig file (it is text; convert bedGraph or wig text with "
+                "bedGraphToBigWig or wigToBigWig)")
+    return f"not a bigWig file (unknown magic number 0x{struct.unpack('<I', head[:4])[0]:08x})"
 
 
 class BigWigReader:
@@ -108,6 +214,7 @@ class BigWigReader:
         except OSError as err:
             raise TrackError(f"cannot open bigWig: {err.strerror}", path=self.path) from None
         self._mm: mmap.mmap | None = None
+        self._slack = (0, 0)  # how far items were seen beyond their index entry (before, after)
         try:
             self._size = os.fstat(self._fh.fileno()).st_size
             if self._size >= 4:
@@ -121,9 +228,15 @@ class BigWigReader:
             raise
 
     # -- low-level reading -------------------------------------------------------------------
+    def _fail(self, message: str) -> TrackError:
+        return TrackError(message, path=self.path)
+
     def _read(self, offset: int, n: int, what: str) -> bytes:
         if offset < 0 or n < 0 or offset + n > self._size:
-            raise TrackError(f"truncated bigWig ({what} lies beyond the end of the file)", path=self.path)
+            raise self._fail(
+                f"truncated or damaged bigWig: the {what} needs bytes {offset}-{offset + n}"
+                f" but the file ends at byte {self._size}"
+            )
         if self._mm is not None:
             return self._mm[offset : offset + n]
         return os.pread(self._fh.fileno(), n, offset)
@@ -134,19 +247,15 @@ class BigWigReader:
 
     # -- header and indexes ------------------------------------------------------------------
     def _parse(self) -> None:
-        if self._size < 4:
-            raise TrackError("not a bigWig file (bad magic; file is empty or too short)", path=self.path)
-        head = self._read(0, 4, "magic")
-        (magic_le,) = struct.unpack("<I", head)
-        (magic_be,) = struct.unpack(">I", head)
+        head = os.pread(self._fh.fileno(), 64, 0)
+        magic_le = struct.unpack("<I", head[:4])[0] if len(head) >= 4 else None
+        magic_be = struct.unpack(">I", head[:4])[0] if len(head) >= 4 else None
         if magic_le == BIGWIG_MAGIC:
             self._endian = "<"
         elif magic_be == BIGWIG_MAGIC:
             self._endian = ">"
-        elif BIGBED_MAGIC in (magic_le, magic_be):
-            raise TrackError("not a bigWig file (bad magic; this is a bigBed file)", path=self.path)
         else:
-            raise TrackError("not a bigWig file (bad magic)", path=self.path)
+            raise self._fail(describe_non_bigwig(head))
         (
             _magic,
             self.version,
@@ -166,9 +275,15 @@ class BigWigReader:
         self._check_tail(summary_offset)
 
     def _check_tail(self, summary_offset: int) -> None:
-        """Validate zoom levels and the summary too, so a file cut anywhere is reported."""
+        """Validate the zoom levels and the summary too, so a file cut anywhere is reported, and
+        hold the index to what the summary promises."""
         if summary_offset:
-            self._read(summary_offset, 40, "total summary")
+            bases, *_ = self._unpack("Qdddd", summary_offset, "total summary")
+            if bases > 0 and len(self._blk_off) == 0:
+                raise self._fail(
+                    f"damaged bigWig: the summary says {bases} bases are covered but the index"
+                    " lists no data block"
+                )
         for level in range(self.zoom_levels):
             _red, _res, data_off, index_off = self._unpack(
                 "IIQQ", 64 + 24 * level, "zoom level header"
@@ -176,49 +291,76 @@ class BigWigReader:
             self._read(data_off, 4, "zoom data")
             leaves = self._walk_rtree(index_off, "zoom index")
             if len(leaves) and int((leaves["off"] + leaves["size"]).max()) > self._size:
-                raise TrackError(
-                    "truncated bigWig (zoom data lies beyond the end of the file)", path=self.path
+                raise self._fail(
+                    f"truncated or damaged bigWig: zoom level {level + 1} data lie beyond the"
+                    f" end of the file (byte {self._size})"
                 )
 
     def _parse_chrom_tree(self, offset: int) -> None:
-        magic, _block_size, key_size, val_size, _count, _res = self._unpack(
+        magic, _block_size, key_size, val_size, count, _res = self._unpack(
             _BPT_HEADER, offset, "chromosome tree header"
         )
         if magic != _BPT_MAGIC:
-            raise TrackError("corrupt bigWig (bad chromosome tree magic)", path=self.path)
+            raise self._fail(f"damaged bigWig: bad chromosome tree magic at byte {offset}")
+        if not 0 < key_size <= _MAX_KEY_SIZE:
+            raise self._fail(f"damaged bigWig: chromosome tree key size {key_size} at byte {offset}")
+        if val_size != 8:
+            raise self._fail(f"damaged bigWig: chromosome tree value size {val_size} (expected 8)")
         e = self._endian
         leaf_dt = np.dtype([("key", f"S{key_size}"), ("id", e + "u4"), ("size", e + "u4")])
         node_dt = np.dtype([("key", f"S{key_size}"), ("child", e + "u8")])
-        if val_size != 8:
-            raise TrackError(f"corrupt bigWig (chromosome tree value size {val_size})", path=self.path)
         names: dict[int, str] = {}
         sizes: dict[int, int] = {}
+        by_name: dict[str, int] = {}
         stack = [offset + 32]
-        seen = 0
+        visited: set[int] = set()
         while stack:
             node = stack.pop()
-            seen += 1
-            if seen > 1_000_000:
-                raise TrackError("corrupt bigWig (chromosome tree loops)", path=self.path)
-            is_leaf, _r, count = self._unpack(_NODE_HEADER, node, "chromosome tree node")
+            if node in visited:
+                raise self._fail(
+                    f"damaged bigWig: the chromosome tree node at byte {node} is reached twice"
+                    " (the tree loops)"
+                )
+            visited.add(node)
+            is_leaf, _r, n = self._unpack(_NODE_HEADER, node, "chromosome tree node")
+            if is_leaf not in (0, 1):
+                raise self._fail(f"damaged bigWig: chromosome tree node at byte {node} has type {is_leaf}")
             dt = leaf_dt if is_leaf else node_dt
-            items = np.frombuffer(
-                self._read(node + 4, count * dt.itemsize, "chromosome tree node"), dtype=dt
-            )
+            items = np.frombuffer(self._read(node + 4, n * dt.itemsize, "chromosome tree node"), dt)
             if is_leaf:
-                for key, cid, size in zip(items["key"], items["id"], items["size"], strict=True):
-                    names[int(cid)] = key.decode("utf-8", errors="replace")
-                    sizes[int(cid)] = int(size)
+                for key, cid, size in zip(items["key"].tolist(), items["id"].tolist(),
+                                          items["size"].tolist(), strict=True):
+                    try:  # zero-padded like a C string: the name ends at the first NUL
+                        name = key.split(b"\0", 1)[0].decode("utf-8")
+                    except UnicodeDecodeError:
+                        raise self._fail(
+                            f"damaged bigWig: chromosome id {cid} in the node at byte {node} has a"
+                            " name that is not text"
+                        ) from None
+                    if cid in names or name in by_name:
+                        what = f"id {cid}" if cid in names else f"name {name!r}"
+                        raise self._fail(f"damaged bigWig: chromosome {what} appears twice in the chromosome tree")
+                    names[cid], sizes[cid], by_name[name] = name, size, cid
             else:
                 stack.extend(int(c) for c in items["child"][::-1])
-        self._chrom_ids = {names[i]: i for i in names}
+        if len(names) != count:
+            raise self._fail(
+                f"damaged bigWig: the chromosome tree header says {count} chromosomes but the"
+                f" tree holds {len(names)}"
+            )
+        if names and max(names) >= count:
+            raise self._fail(
+                f"damaged bigWig: chromosome id {max(names)} in a file of {count} chromosomes"
+            )
+        self._chrom_ids = by_name
         self._chrom_sizes = {names[i]: sizes[i] for i in names}
 
     def _walk_rtree(self, offset: int, what: str) -> np.ndarray:
-        """All leaf items of the R-tree at ``offset`` (structured array)."""
+        """All leaf items of the R-tree at ``offset`` (structured array). Every node is visited at
+        most once, so a damaged tree fails at once instead of looping."""
         fields = self._unpack(_RTREE_HEADER, offset, f"{what} header")
         if fields[0] != _RTREE_MAGIC:
-            raise TrackError(f"corrupt bigWig (bad {what} magic)", path=self.path)
+            raise self._fail(f"damaged bigWig: bad {what} magic at byte {offset}")
         e = self._endian
         leaf_dt = np.dtype(
             [("sc", e + "u4"), ("sb", e + "u4"), ("ec", e + "u4"), ("eb", e + "u4"),
@@ -230,13 +372,15 @@ class BigWigReader:
         )
         leaves = []
         stack = [offset + 48]
-        seen = 0
+        visited: set[int] = set()
         while stack:
             node = stack.pop()
-            seen += 1
-            if seen > 10_000_000:
-                raise TrackError(f"corrupt bigWig ({what} loops)", path=self.path)
+            if node in visited:
+                raise self._fail(f"damaged bigWig: the {what} node at byte {node} is reached twice (the tree loops)")
+            visited.add(node)
             is_leaf, _r, count = self._unpack(_NODE_HEADER, node, f"{what} node")
+            if is_leaf not in (0, 1):
+                raise self._fail(f"damaged bigWig: {what} node at byte {node} has type {is_leaf}")
             dt = leaf_dt if is_leaf else node_dt
             items = np.frombuffer(self._read(node + 4, count * dt.itemsize, f"{what} node"), dt)
             if is_leaf:
@@ -255,11 +399,112 @@ class BigWigReader:
         self._blk_eb = blocks["eb"].astype(np.int64)
         self._blk_off = blocks["off"].astype(np.int64)
         self._blk_size = blocks["size"].astype(np.int64)
-        bad = (self._blk_off + self._blk_size) > self._size
+        n = len(blocks)
+        if n == 0:
+            return
+        known = np.array(sorted(self._chrom_ids.values()), dtype=np.int64)
+        for ids in (self._blk_sc, self._blk_ec):
+            bad = ~np.isin(ids, known)
+            if bad.any():
+                i = int(np.flatnonzero(bad)[0])
+                raise self._fail(
+                    f"damaged bigWig: the index entry of the data block at byte {self._blk_off[i]}"
+                    f" names chromosome id {ids[i]}, which the chromosome tree does not list"
+                )
+        end = self._blk_off + self._blk_size
+        bad = (end > self._size) | (self._blk_size <= 0) | (self._blk_off < 64)
         if bad.any():
-            raise TrackError(
-                "truncated bigWig (data blocks lie beyond the end of the file)", path=self.path
+            i = int(np.flatnonzero(bad)[0])
+            raise self._fail(
+                f"truncated or damaged bigWig: the data block at byte {self._blk_off[i]}"
+                f" ({self._blk_size[i]} bytes) lies outside the file ({self._size} bytes)"
             )
+        if self.version >= 2:  # v1 files store no count, or a 32-bit one
+            (count,) = self._unpack("Q", self._data_offset, "data count")
+            if count != n:
+                raise self._fail(
+                    f"damaged bigWig: the data section says it holds {count} blocks but the index"
+                    f" lists {n}"
+                )
+        empty = (self._blk_sc > self._blk_ec) | (
+            (self._blk_sc == self._blk_ec) & (self._blk_sb >= self._blk_eb)
+        )
+        if empty.any():
+            self._repair_empty_entries(np.flatnonzero(empty))
+        self._sample_slack()
+
+    def _sample_slack(self) -> None:
+        """Learn from three blocks (first, middle, last) how far items reach beyond their index
+        entries. Real writers differ: rtracklayer ends a block one base short of its last item;
+        libBigWig's fixedStep blocks end ``span - step`` short. Reads widen their plan by this
+        slack (and by any larger one they meet), so a window at a block's edge still finds its
+        items. Costs three inflations per open."""
+        n = len(self._blk_off)
+        lo = hi = 0
+        for i in sorted({0, n // 2, n - 1}):
+            if self._blk_sc[i] != self._blk_ec[i]:
+                continue
+            off = int(self._blk_off[i])
+            items = self._section_items(self._inflate(off, int(self._blk_size[i])), off)
+            if items is None:
+                continue
+            _cid, s, e = items
+            real = e > s
+            if real.any():
+                lo = max(lo, int(self._blk_sb[i] - s[real].min()))
+                hi = max(hi, int(e[real].max() - self._blk_eb[i]))
+        self._slack = (max(lo, 0), max(hi, 0))
+
+    def _repair_empty_entries(self, rows: np.ndarray) -> None:
+        """Index entries that cover no bases (zeroed bounds, as in rtracklayer's test file
+        ``bed.bw``) would hide their block from every windowed read. Their bounds are taken from
+        the items the block holds instead; a block with items on an unknown chromosome is refused.
+        Only such entries are inflated here, so intact files cost nothing."""
+        known = set(self._chrom_ids.values())
+        for i in rows.tolist():
+            off = int(self._blk_off[i])
+            items = self._section_items(self._inflate(off, int(self._blk_size[i])), off)
+            if items is None:
+                continue
+            bcid, s, e = items
+            if bcid not in known:
+                raise self._fail(
+                    f"damaged bigWig: the data block at byte {off} holds chromosome id {bcid},"
+                    " which the chromosome tree does not list"
+                )
+            real = e > s
+            if not real.any():
+                continue  # zero-length items only: no data, nothing to find
+            self._blk_sc[i] = self._blk_ec[i] = bcid
+            self._blk_sb[i], self._blk_eb[i] = int(s[real].min()), int(e[real].max())
+        order = np.lexsort((self._blk_sb, self._blk_sc))
+        for name in ("_blk_sc", "_blk_sb", "_blk_ec", "_blk_eb", "_blk_off", "_blk_size"):
+            setattr(self, name, getattr(self, name)[order])
+
+    def _section_items(self, buf: bytes, off: int) -> tuple[int, np.ndarray, np.ndarray] | None:
+        """Chromosome id, starts and ends of one inflated section (None when it is empty)."""
+        if len(buf) < 24:
+            raise self._fail(f"damaged bigWig: the data block at byte {off} is too short ({len(buf)} bytes)")
+        e = self._endian
+        bcid, bstart, _bend, step, span, btype, _res, count = struct.unpack_from(e + _SECTION_HEADER, buf)
+        isz = _ITEM_SIZE.get(btype)
+        if isz is None:
+            raise self._fail(f"damaged bigWig: the data block at byte {off} has unknown section type"
+                             f" {btype}{self._zlib_hint(off)}")
+        if len(buf) < 24 + count * isz:
+            raise self._fail(
+                f"damaged bigWig: the data block at byte {off} says it holds {count} items"
+                f" but has room for {(len(buf) - 24) // isz}"
+            )
+        if count == 0:
+            return None
+        w = np.frombuffer(buf, e + "u4", count * isz // 4, 24).astype(np.int64)
+        if btype == _BEDGRAPH:
+            return bcid, w[0::3], w[1::3]
+        if btype == _VARSTEP:
+            return bcid, w[0::2], w[0::2] + span
+        s = bstart + step * np.arange(count, dtype=np.int64)
+        return bcid, s, s + span
 
     # -- public API --------------------------------------------------------------------------
     def chroms(self) -> dict[str, int]:
@@ -277,9 +522,10 @@ class BigWigReader:
 
     def _block_plan(
         self, chrom: str, regions: np.ndarray | None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Blocks overlapping the regions: offsets, sizes, genomic start/end, and ``need_end``,
-        the end of the last region overlapping each block (data beyond it is not needed)."""
+    ) -> tuple[np.ndarray, ...]:
+        """Blocks overlapping the regions: offsets, sizes, genomic start/end on ``chrom`` (0 /
+        int64 max where an index entry reaches into another chromosome), and whether the entry
+        spans several chromosomes."""
         cid = self._chrom_ids.get(chrom)
         none = np.zeros(0, np.int64)
         if cid is None:
@@ -288,149 +534,156 @@ class BigWigReader:
         sel = np.flatnonzero((self._blk_sc <= cid) & (self._blk_ec >= cid))
         if len(sel) == 0 or len(regions) == 0:
             return none, none, none, none, none
-        big = np.iinfo(np.int64).max
         bstart = np.where(self._blk_sc[sel] == cid, self._blk_sb[sel], 0)
-        bend = np.where(self._blk_ec[sel] == cid, self._blk_eb[sel], big)
-        order = np.argsort(regions[:, 0], kind="stable")
-        rs, re_ = regions[order, 0], np.maximum.accumulate(regions[order, 1])
-        k = np.searchsorted(re_, bstart, side="right")
+        bend = np.where(self._blk_ec[sel] == cid, self._blk_eb[sel], _BIG)
+        # Widened by the slack seen so far: some writers' index bounds miss items (see _read_chrom).
+        lo_slack, hi_slack = self._slack
+        rs, re_ = regions[:, 0], regions[:, 1]
+        k = np.searchsorted(re_, bstart - lo_slack, side="right")
         hit = k < len(rs)
-        hit[hit] &= rs[k[hit]] < bend[hit]
+        hit[hit] &= rs[k[hit]] < np.minimum(bend[hit], _BIG - hi_slack) + hi_slack
         sel, bstart, bend = sel[hit], bstart[hit], bend[hit]
-        last = np.searchsorted(rs, bend, side="left") - 1
-        need_end = np.minimum(re_[last], bend)
-        return self._blk_off[sel], self._blk_size[sel], bstart, bend, need_end
+        multi = self._blk_sc[sel] != self._blk_ec[sel]
+        return self._blk_off[sel], self._blk_size[sel], bstart, bend, multi
 
     def _inflate(self, offset: int, size: int) -> bytes:
-        raw = self._read(int(offset), int(size), "data block")
+        raw = self._read(offset, size, "data block")
         if not self.compressed:
             return raw
         try:
-            return zlib.decompress(raw, 15, self._uncompress_buf_size)
-        except zlib.error as err:
-            raise TrackError(
-                f"corrupt or truncated bigWig data block at offset {offset} ({err})", path=self.path
-            ) from None
+            d = _inflater.decompressobj()
+            out = d.decompress(raw, self._uncompress_buf_size + 1)
+            complete = d.eof
+        except _INFLATE_ERRORS as err:
+            raise self._fail(f"damaged bigWig: the data block at byte {offset} does not inflate ({err})") from None
+        if len(out) > self._uncompress_buf_size:
+            raise self._fail(
+                f"damaged bigWig: the data block at byte {offset} inflates beyond the"
+                f" {self._uncompress_buf_size} bytes the header allows"
+            )
+        if not complete:
+            raise self._fail(f"truncated or damaged bigWig: the data block at byte {offset} ends mid-stream")
+        return out
 
-    def _inflate_until(
-        self, offset: int, size: int, bstart: int, bend: int, need_end: int
-    ) -> bytes:
-        """Inflate a bedGraph block only as far as needed to reach genomic position ``need_end``.
+    def _zlib_hint(self, offset: int) -> str:
+        """A hint for blocks that do not parse in a file whose header says "uncompressed"."""
+        if self.compressed:
+            return ""
+        first = self._read(offset, 2, "data block")
+        if first[0] & 0x0F == 8 and (first[0] * 256 + first[1]) % 31 == 0:
+            return (" (the header says the file is uncompressed, uncompressBufSize = 0, but the"
+                    " block looks zlib-compressed)")
+        return ""
 
-        Deflate streams decode front to back, so a block whose last needed base lies early in it
-        can stop early. The amount is guessed from the block's span, then re-extrapolated from
-        the last decoded item; other section types are inflated whole. May end mid-item.
+    def _block_mismatch(self, offset: int, found: int, expected: int) -> TrackError:
+        return self._fail(
+            f"damaged bigWig: the data block at byte {offset} holds chromosome id {found} but the"
+            f" index files it under id {expected}{self._zlib_hint(offset)}"
+        )
+
+    def _collect(
+        self, chrom: str, cid: int, plan: tuple[np.ndarray, ...], regions: np.ndarray, cut: bool
+    ) -> tuple[Intervals, bool, tuple[int, int]]:
+        """Decode the planned blocks. Returns the items (block order, not yet validated as a
+        whole), whether they can be trusted as they are, and how far items reach beyond their
+        block's index entry (bases before its start, after its end).
+
+        ``cut=True`` drops bedGraph items lying outside the regions per block, by bisection on the
+        inflated bytes, before any conversion. Bisection assumes a block's starts and ends both
+        ascend: the blocks it cut are checked for that afterwards, in one vectorised pass, and the
+        result is only trusted when they do and all items are sorted and disjoint; otherwise the
+        caller reads again with ``cut=False``, which keeps whole blocks and measures every item
+        against its index entry.
         """
-        raw = self._read(int(offset), int(size), "data block")
-        e = self._endian
-        frac = (need_end - bstart) / max(bend - bstart, 1)
-        try:
-            d = zlib.decompressobj()
-            out = d.decompress(raw, 24 + int(frac * 0.95 * (self._uncompress_buf_size - 24)))
-            tail = d.unconsumed_tail
-            if tail and len(out) >= 36 and out[20] == _BEDGRAPH:
-                (count,) = struct.unpack_from(e + "H", out, 22)
-                for _ in range(6):
-                    avail = min(count, (len(out) - 24) // 12)
-                    (last,) = struct.unpack_from(e + "I", out, 24 + (avail - 1) * 12)
-                    if last >= need_end:
-                        return out
-                    per_base = (len(out) - 24) / max(last - bstart, 1)
-                    out += d.decompress(tail, int((need_end - last) * per_base * 1.05) + 240)
-                    tail = d.unconsumed_tail
-                    if not tail:
-                        return out
-            return out + d.decompress(tail) if tail else out
-        except zlib.error as err:
-            raise TrackError(
-                f"corrupt or truncated bigWig data block at offset {offset} ({err})", path=self.path
-            ) from None
-
-    def raw_intervals(
-        self, chrom: str, regions: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Intervals of the blocks overlapping ``regions``, sorted by start.
-
-        bedGraph items lying entirely outside the regions are dropped per block (by bisection on
-        the inflated bytes) before any conversion; the rest is not clipped.
-        """
-        cid = self._chrom_ids.get(chrom)
-        empty = (np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32))
-        if cid is None:
-            return empty
-        regions = _as_regions(regions, self._chrom_sizes[chrom])
-        offsets, sizes, bstarts, bends, need_ends = self._block_plan(chrom, regions)
-        if len(offsets) == 0:
-            return empty
-        # Blocks whose needed part ends well before the block end are inflated partially;
-        # blocks lying inside one region keep all their items without inspection.
-        with np.errstate(invalid="ignore", divide="ignore"):
-            fraction = (need_ends - bstarts) / np.maximum(bends - bstarts, 1)
-        partial = (fraction < 0.9) & (need_ends < bends) if self.compressed else fraction < -1
+        offsets, sizes, bstarts, bends, multi = plan
         rs_sorted = regions[:, 0]
-        re_run = np.maximum.accumulate(regions[:, 1])
-        k = np.searchsorted(rs_sorted, bstarts, side="right") - 1
-        inside = (k >= 0) & (re_run[np.maximum(k, 0)] >= bends)
-        # Blocks overlapped by a single region need at most two bisections: drop items ending
-        # at or before the region start (lo) and starting at or after its end (hi); -1 = no cut.
-        r_first = np.searchsorted(re_run, bstarts, side="right")
-        r_last = np.searchsorted(rs_sorted, bends, side="left") - 1
-        single = r_first == r_last
-        rf = np.minimum(r_first, len(rs_sorted) - 1)
-        cut_lo = np.where(single & (rs_sorted[rf] > bstarts), rs_sorted[rf], -1)
-        cut_hi = np.where(single & (re_run[rf] < bends), re_run[rf], -1)
-        mode = np.where(inside, 0, np.where(single, 3, 1))
+        re_run = regions[:, 1]
+        n_reg = len(rs_sorted)
+        if cut:
+            # Blocks inside one region keep all items; blocks overlapped by a single region need
+            # at most two bisections (cut_lo / cut_hi, -1 = no cut); others bisect per region.
+            k = np.searchsorted(rs_sorted, bstarts, side="right") - 1
+            inside = (k >= 0) & (re_run[np.maximum(k, 0)] >= bends)
+            r_first = np.searchsorted(re_run, bstarts, side="right")
+            r_last = np.searchsorted(rs_sorted, bends, side="left") - 1
+            single = r_first == r_last
+            rf = np.minimum(r_first, n_reg - 1)
+            cut_lo = np.where(single & (rs_sorted[rf] > bstarts), rs_sorted[rf], -1)
+            cut_hi = np.where(single & (re_run[rf] < bends), re_run[rf], -1)
+            mode = np.where(inside, 0, np.where(single, 3, 1))
+        else:
+            cut_lo = cut_hi = np.full(len(offsets), -1)
+            mode = np.zeros(len(offsets), dtype=np.int64)
         e = self._endian
         native = e == ("<" if sys.byteorder == "little" else ">")
         head = struct.Struct(e + _SECTION_HEADER)
+        u32 = struct.Struct(e + "I")
         reg_s = rs_sorted.tolist()
         reg_e = re_run.tolist()
-        n_reg = len(reg_s)
         parts: dict[int, list] = {_BEDGRAPH: [], _VARSTEP: [], _FIXEDSTEP: []}
         meta: dict[int, list] = {_BEDGRAPH: [], _VARSTEP: [], _FIXEDSTEP: []}
+        per_block: list[tuple[int, int, int, int]] = []  # (type, items, start, end) for cut=False
+        over_lo = over_hi = 0
+        cut_blocks: list[memoryview] = []  # whole payloads of blocks bisection cut, to verify
         bg_parts = parts[_BEDGRAPH]
         bisect_left, bisect_right = bisect.bisect_left, bisect.bisect_right
         mm = self._mm
-        decompress = zlib.decompress
         bufsize = self._uncompress_buf_size
-        for off, size, md, part, b0, b1, need, c_lo, c_hi in zip(
-            offsets.tolist(), sizes.tolist(), mode.tolist(), partial.tolist(), bstarts.tolist(),
-            bends.tolist(), need_ends.tolist(), cut_lo.tolist(), cut_hi.tolist(), strict=True,
+        fast_inflate = mm is not None and bufsize > 0
+        decompressobj = _inflater.decompressobj
+        for off, size, md, b0, b1, c_lo, c_hi, several in zip(
+            offsets.tolist(), sizes.tolist(), mode.tolist(), bstarts.tolist(), bends.tolist(),
+            cut_lo.tolist(), cut_hi.tolist(), multi.tolist(), strict=True,
         ):
-            if part:
-                buf = self._inflate_until(off, size, b0, b1, need)
-            elif mm is not None and bufsize:
-                try:  # block bounds were checked against the file size at open
-                    buf = decompress(mm[off : off + size], 15, bufsize)
-                except zlib.error:
+            if fast_inflate:  # block bounds were checked against the file size at open
+                try:
+                    d = decompressobj()
+                    buf = d.decompress(mm[off : off + size], bufsize + 1)
+                    if not d.eof or len(buf) > bufsize:
+                        buf = self._inflate(off, size)  # raises the TrackError
+                except _INFLATE_ERRORS:
                     buf = self._inflate(off, size)  # raises the TrackError
             else:
                 buf = self._inflate(off, size)
             if len(buf) < 24:
-                raise TrackError(f"corrupt bigWig data block at offset {off} (too short)", path=self.path)
+                raise self._fail(f"damaged bigWig: the data block at byte {off} is too short ({len(buf)} bytes)")
             bcid, bstart, _bend, step, span, btype, _res, count = head.unpack_from(buf, 0)
-            if bcid != cid or count == 0:
-                continue
+            if bcid != cid:
+                if several:  # an index entry spanning chromosomes: this section is not ours
+                    continue
+                raise self._block_mismatch(off, bcid, cid)
             isz = _ITEM_SIZE.get(btype)
             if isz is None:
-                raise TrackError(
-                    f"corrupt bigWig data block at offset {off} (unknown section type {btype})",
-                    path=self.path,
-                )
-            if part and btype == _BEDGRAPH:
-                count = min(count, (len(buf) - 24) // 12)  # partially inflated: whole items only
+                raise self._fail(f"damaged bigWig: the data block at byte {off} has unknown section type"
+                             f" {btype}{self._zlib_hint(off)}")
             nbytes = 24 + count * isz
             if len(buf) < nbytes:
-                raise TrackError(
-                    f"corrupt or truncated bigWig data block at offset {off} (too short)",
-                    path=self.path,
+                raise self._fail(
+                    f"damaged bigWig: the data block at byte {off} says it holds {count} items"
+                    f" but has room for {(len(buf) - 24) // isz}"
                 )
+            if count == 0:
+                continue
             mv = memoryview(buf)
+            # A windowed read finds a block by its index entry's bounds, so items beyond them
+            # must widen later plans (the slack). With ascending items (verified below) the first
+            # start and the last end are the extremes.
+            if btype == _BEDGRAPH:
+                first, last = u32.unpack_from(buf, 24)[0], u32.unpack_from(buf, 12 * count + 16)[0]
+            elif btype == _VARSTEP:
+                first = u32.unpack_from(buf, 24)[0]
+                last = u32.unpack_from(buf, 8 * count + 16)[0] + span
+            else:
+                first, last = bstart, bstart + step * (count - 1) + span
+            if first < b0 or last > b1:
+                over_lo, over_hi = max(over_lo, b0 - first), max(over_hi, last - b1)
+            if not cut:
+                per_block.append((btype, count, b0, b1))
             if btype != _BEDGRAPH:
                 parts[btype].append(mv[24:nbytes])
                 meta[btype].append((bstart, step, span, count))
                 continue
-            if md == 0 or count == 0:
+            if md == 0:
                 bg_parts.append(mv[24:nbytes])
                 continue
             if native:
@@ -443,6 +696,8 @@ class BigWigReader:
                 hi = bisect_left(st, c_hi, lo) if c_hi >= 0 else count
                 if hi > lo:
                     bg_parts.append(mv[24 + lo * 12 : 24 + hi * 12])
+                if lo > 0 or hi < count:
+                    cut_blocks.append(mv[24:nbytes])
                 continue
             first_start, last_end = st[0], en[-1]
             r0 = bisect_right(reg_e, first_start)
@@ -450,6 +705,7 @@ class BigWigReader:
             if r1 - r0 == 1 and reg_s[r0] <= first_start and last_end <= reg_e[r0]:
                 bg_parts.append(mv[24:nbytes])  # items inside one region: keep all
                 continue
+            cut_blocks.append(mv[24:nbytes])
             prev_lo = prev_hi = -1
             for r in range(r0, min(r1, n_reg)):
                 lo = bisect_right(en, reg_s[r])
@@ -464,6 +720,7 @@ class BigWigReader:
                 prev_lo, prev_hi = lo, hi
             if prev_hi > prev_lo:
                 bg_parts.append(mv[24 + prev_lo * 12 : 24 + prev_hi * 12])
+        trusted = not cut_blocks or _ascending_blocks(cut_blocks, e)
         out_s, out_e, out_v = [], [], []
         for btype in (_BEDGRAPH, _VARSTEP, _FIXEDSTEP):
             if not parts[btype]:
@@ -474,57 +731,107 @@ class BigWigReader:
             if btype == _BEDGRAPH:
                 rec = np.frombuffer(data, np.dtype([("s", e + "u4"), ("e", e + "u4"), ("v", e + "f4")]))
                 s = rec["s"].astype(np.int64)
-                en = rec["e"].astype(np.int64)
+                en_ = rec["e"].astype(np.int64)
                 v = rec["v"].astype(np.float32)
             elif btype == _VARSTEP:
                 rec = np.frombuffer(data, np.dtype([("s", e + "u4"), ("v", e + "f4")]))
                 s = rec["s"].astype(np.int64)
-                en = s + np.repeat(m[:, 2], m[:, 3])
+                en_ = s + np.repeat(m[:, 2], m[:, 3])
                 v = rec["v"].astype(np.float32)
             else:
                 v = np.frombuffer(data, np.dtype(e + "f4")).astype(np.float32)
                 counts = m[:, 3]
-                first = np.cumsum(counts) - counts
-                local = np.arange(len(v), dtype=np.int64) - np.repeat(first, counts)
+                first_i = np.cumsum(counts) - counts
+                local = np.arange(len(v), dtype=np.int64) - np.repeat(first_i, counts)
                 s = np.repeat(m[:, 0], counts) + local * np.repeat(m[:, 1], counts)
-                en = s + np.repeat(m[:, 2], counts)
+                en_ = s + np.repeat(m[:, 2], counts)
             out_s.append(s)
-            out_e.append(en)
+            out_e.append(en_)
             out_v.append(v)
         if not out_s:
-            return empty
+            return _empty(), trusted, (over_lo, over_hi)
         if len(out_s) == 1:
-            s, en, v = out_s[0], out_e[0], out_v[0]
+            s, en_, v = out_s[0], out_e[0], out_v[0]
         else:
-            s, en, v = np.concatenate(out_s), np.concatenate(out_e), np.concatenate(out_v)
+            s, en_, v = np.concatenate(out_s), np.concatenate(out_e), np.concatenate(out_v)
+        if not cut:
+            lo_x, hi_x = _item_excess(per_block, s, en_)
+            over_lo, over_hi = max(over_lo, lo_x), max(over_hi, hi_x)
+        if len(out_s) > 1:  # several section types: back into genomic order
             order = np.argsort(s, kind="stable")
-            s, en, v = s[order], en[order], v[order]
-        # ends[i] <= starts[i+1] everywhere means sorted and non-overlapping (one pass).
-        if len(s) > 1 and np.any(en[:-1] > s[1:]) and not np.all(s[1:] >= s[:-1]):
-            order = np.argsort(s, kind="stable")
-            s, en, v = s[order], en[order], v[order]
-        if len(s) > 1 and np.any(en[:-1] > s[1:]):
-            i = int(np.flatnonzero(en[:-1] > s[1:])[0])
-            raise TrackError(
-                f"overlapping intervals on {chrom} at {s[i]}-{en[i]} and {s[i + 1]}-{en[i + 1]};"
-                " bigWig intervals must not overlap",
-                path=self.path,
-            )
-        return s, en, v
+            s, en_, v = s[order], en_[order], v[order]
+        return (s, en_, v), trusted, (over_lo, over_hi)
+
+    def _read_chrom(
+        self, chrom: str, regions: np.ndarray | None
+    ) -> tuple[Intervals, np.ndarray, bool]:
+        """Valid items of the blocks overlapping ``regions``, sorted by start; the regions; and
+        whether the items overlap."""
+        cid = self._chrom_ids.get(chrom)
+        if cid is None:
+            return _empty(), np.zeros((0, 2), np.int64), False
+        regions = _as_regions(regions, self._chrom_sizes[chrom])
+        plan = self._block_plan(chrom, regions)
+        if len(plan[0]) == 0:
+            return _empty(), regions, False
+        for attempt in range(4):
+            (s, e, v), trusted, over = self._collect(chrom, cid, plan, regions, cut=True)
+            if trusted and overlapping(s, e):
+                trusted = False
+            if not trusted:
+                (s, e, v), _, over = self._collect(chrom, cid, plan, regions, cut=False)
+            # Items beyond their index entry (rtracklayer writes ends one base short, libBigWig
+            # fixedStep ends ignore the span, unsorted input): widen the plan by what was seen
+            # and read again, so a window finds the same items as a whole-chromosome read.
+            slack = (max(self._slack[0], over[0]), max(self._slack[1], over[1]))
+            if slack == self._slack:
+                break
+            self._slack = slack if attempt < 2 else (_BIG // 4, _BIG // 4)
+            plan = self._block_plan(chrom, regions)
+        if not trusted and len(s) > 1 and not np.all(s[1:] >= s[:-1]):
+            order = np.lexsort((e, s))
+            s, e, v = s[order], e[order], v[order]
+        # No data: zero-length items and non-finite values. Items ending before they start are
+        # damage, not data.
+        keep = e > s
+        if not keep.all():
+            bad = np.flatnonzero(e < s)
+            if len(bad):
+                i = int(bad[0])
+                raise self._fail(f"damaged bigWig: an item on {chrom} ends before it starts ({s[i]}-{e[i]})")
+        finite = np.isfinite(v)
+        if not finite.all():
+            keep &= finite
+        if not keep.all():
+            s, e, v = s[keep], e[keep], v[keep]
+        return (s, e, v), regions, (not trusted) and overlapping(s, e)
+
+    def raw_intervals(
+        self, chrom: str, regions: np.ndarray | None = None
+    ) -> Intervals:
+        """Items of the blocks overlapping ``regions``, sorted by start, not clipped.
+
+        bedGraph items lying entirely outside the regions may be dropped (per block, by
+        bisection); items without data (non-finite values, zero length) always are. The items
+        may overlap (see :func:`overlapping`).
+        """
+        return self._read_chrom(chrom, regions)[0]
 
     def intervals(
         self, chrom: str, regions: np.ndarray | None = None
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Data of ``chrom`` inside ``regions`` ((n, 2) sorted, merged; None = whole chromosome).
+    ) -> Intervals:
+        """Data of ``chrom`` inside ``regions`` ((n, 2); None = whole chromosome).
 
-        Returns ``(starts int64, ends int64, values float32)``: sorted, non-overlapping intervals
-        clipped to the regions, each lying inside exactly one region. Bases without data are
-        simply absent. An unknown chromosome gives empty arrays.
+        Returns ``(starts int64, ends int64, values float32)`` sorted by start and clipped to the
+        regions, each piece lying inside exactly one region. Bases without data are simply
+        absent. An unknown chromosome gives empty arrays. Items overlap only where the file's
+        items do (:func:`overlapping`).
         """
-        if chrom not in self._chrom_ids:
-            return np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float32)
-        regions = _as_regions(regions, self._chrom_sizes[chrom])
-        s, e, v = self.raw_intervals(chrom, regions)
+        (s, e, v), regions, overlaps = self._read_chrom(chrom, regions)
+        if len(s) == 0:
+            return s, e, v
+        if overlaps:
+            return restrict_overlapping(s, e, v, regions)
         return restrict_to_regions(s, e, v, regions, copy=False)
 
     def close(self) -> None:
@@ -552,3 +859,33 @@ class BigWigReader:
             self.close()
         except Exception:
             pass
+
+
+def _item_excess(
+    per_block: list[tuple[int, int, int, int]], s: np.ndarray, e: np.ndarray
+) -> tuple[int, int]:
+    """How far items reach before / after their block's index entry (0, 0 when inside).
+
+    ``per_block`` holds ``(type, items, entry start, entry end)`` per block; items come grouped by
+    section type (bedGraph, varStep, fixedStep), each group in block order.
+    """
+    if not per_block or len(s) == 0:
+        return 0, 0
+    info = np.array(per_block, dtype=np.int64)
+    info = info[np.argsort(info[:, 0], kind="stable")]
+    lo = np.repeat(info[:, 2], info[:, 1])
+    hi = np.repeat(info[:, 3], info[:, 1])
+    return max(0, int((lo - s).max())), max(0, int((e - hi).max()))
+
+
+def _ascending_blocks(payloads: list[memoryview], endian: str) -> bool:
+    """Whether each bedGraph payload's items ascend: every item starts no later than it ends and
+    ends no later than the next one starts, or at least starts and ends both ascend (what
+    bisection needs). Zero-copy views, a few numpy calls per block."""
+    dt = np.dtype(endian + "u4")
+    for mv in payloads:
+        w = np.frombuffer(mv, dt)
+        st, en = w[0::3], w[1::3]
+        if (st[1:] < st[:-1]).any() or (en[1:] < en[:-1]).any():
+            return False
+    return True

@@ -8,6 +8,9 @@ names to the names it actually uses.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from pathlib import Path
+
+from epx.errors import TrackError
 
 _MITO = {"M", "MT"}
 
@@ -22,9 +25,23 @@ def canonical_chrom(name: str) -> str:
     return f"chr{core}"
 
 
-def alias_map(file_chroms: Iterable[str]) -> dict[str, str]:
-    """Map canonical chromosome names to the spelling a file uses."""
-    return {canonical_chrom(c): c for c in file_chroms}
+def alias_map(file_chroms: Iterable[str], path: str | Path | None = None) -> dict[str, str]:
+    """Map canonical chromosome names to the spelling a file uses.
+
+    Two spellings of one chromosome in one file (``1`` and ``chr1``, ``MT`` and ``chrM``) are
+    refused: which one holds the data is anyone's guess.
+    """
+    out: dict[str, str] = {}
+    for c in file_chroms:
+        key = canonical_chrom(c)
+        if key in out and out[key] != c:
+            raise TrackError(
+                f"chromosomes {out[key]!r} and {c!r} both appear; they name the same chromosome"
+                " (rename one, e.g. with sed or bigWigToBedGraph)",
+                path=path,
+            )
+        out[key] = c
+    return out
 
 
 def chrom_sort_key(name: str) -> tuple[int, int | str]:

@@ -74,10 +74,8 @@ class FeaturizeParams:
 def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tuple[pd.DataFrame, Any, Any]:
     from epx.windows import bigwig_features
 
-    res = bigwig_features(path, genes, params.windows(), BW_STATS, params.bin_spec())
+    res = bigwig_features(path, genes, params.windows(), BW_STATS, params.bin_spec(), SLOPE_WINDOWS)
     table = res.table
-    drop = [f"{w}_slope" for w in ("promoter", "upstream", "downstream")]
-    table = table.drop(columns=[c for c in drop if c in table.columns])
     table.columns = [c.replace("_", ".", 1) for c in table.columns]
     # Many bigWigs omit zero-signal regions: a mean over covered bases alone is NaN (or inflated)
     # there, so also give the mean with bases without data counted as 0.
@@ -97,7 +95,9 @@ def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tupl
     absent = ~genes["chrom"].isin(present).to_numpy()
     if absent.any():
         table.loc[absent, :] = np.nan
-    bins = res.bins.astype(np.float32) if res.bins is not None else None
+    # float32 storage; overlapping items can push a bin past float32's range: clip, never inf.
+    f32 = np.finfo(np.float32).max
+    bins = np.clip(res.bins, -f32, f32).astype(np.float32) if res.bins is not None else None
     cov = res.bin_coverage.astype(np.float16) if res.bin_coverage is not None else None
     return table, bins, cov
 
@@ -257,17 +257,12 @@ def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
 
 def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Chromosome sizes per cell line from its bigWig headers (BED files know none)."""
-    import pyBigWig
+    from epx.bigwig import BigWigReader
 
     out: dict[str, dict[str, int]] = {}
     for r in tracks[tracks["kind"] == "bigwig"].itertuples():
-        bw = pyBigWig.open(r.path)
-        if bw is None:
-            continue
-        try:
-            out.setdefault(r.cell_line, {}).update(bw.chroms())
-        finally:
-            bw.close()
+        with BigWigReader(r.path) as reader:
+            out.setdefault(r.cell_line, {}).update(reader.chroms())
     return out
 
 

@@ -131,30 +131,19 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
 
 
 def track_chroms(path: str | Path, kind: str) -> set[str]:
-    """Chromosome names a track file uses (bigWig header, or the first column of a BED)."""
+    """Chromosome names a track file uses (bigWig header, or the first column of a BED).
+
+    Read with epx's own readers, which validate the file and refuse damage in one line; the
+    pyBigWig C library crashes the process on some damaged files.
+    """
     if kind == "bigwig":
-        import pyBigWig
+        from epx.bigwig import BigWigReader
 
-        try:
-            bw = pyBigWig.open(str(path))
-        except RuntimeError as exc:
-            raise ManifestError("not a readable bigWig file", path=path) from exc
-        if bw is None or not bw.isBigWig():
-            raise ManifestError("not a bigWig file", path=path)
-        try:
-            return set(bw.chroms().keys())
-        finally:
-            bw.close()
-    import gzip
+        with BigWigReader(path) as reader:
+            return set(reader.chroms())
+    from epx.peaks import bed_chroms
 
-    names: set[str] = set()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
-        for ln in fh:
-            if ln.startswith(("#", "track", "browser")) or not ln.strip():
-                continue
-            names.add(ln.split("\t", 1)[0].strip())
-    return names
+    return bed_chroms(path)
 
 
 def check_gene_chroms(genes: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, list[str]]:

@@ -12,10 +12,19 @@ Semantics (match pyBigWig ``bw.stats(chrom, s, e, type=..., exact=True)``):
 
 * Bases without data are *missing*: ``mean``, ``std``, ``min``, ``max`` and ``slope`` use covered
   bases only; ``sum`` is the sum over covered bases; ``coverage`` = covered bases / window length.
+* A non-finite value (NaN, +-inf) is no data (the reader drops it, see :mod:`epx.bigwig`): its
+  bases are uncovered for every statistic and every bin. Here pyBigWig differs (its mean, std and
+  sum become NaN), and that is the point: one NaN base must not erase a window.
+* Overlapping items (a file's items, e.g. fixedStep with span > step) each count, as in libBigWig's
+  exact statistics: a base under two items contributes two values, so ``coverage`` (and a bin's
+  covered fraction) can exceed 1. Such chromosomes go through :func:`pair_window_stats`, which
+  expands (window, item) pairs; sorted, disjoint data take the vectorised path below.
 * ``std`` is the *sample* standard deviation over covered bases (divisor ``n - 1``; 0 when a single
   base is covered), exactly as libBigWig computes it for exact statistics.
 * ``sum`` adds ``float32(length) * float32(value)`` products per interval, like libBigWig, so it
-  agrees with pyBigWig to ~1e-12 rather than differing by float32 rounding.
+  agrees with pyBigWig to ~1e-12 rather than differing by float32 rounding. Where that float32
+  product overflows (values near 3.4e38) the exact float64 product is used: pyBigWig's sum is
+  inf there, ours stays finite.
 * ``slope`` is the least-squares slope of the per-base value against the base position over
   covered bases, in signal units per base, oriented by strand: positive means the signal rises in
   the direction of transcription. NaN when fewer than 2 bases are covered.
@@ -25,6 +34,8 @@ Semantics (match pyBigWig ``bw.stats(chrom, s, e, type=..., exact=True)``):
 
 Binned tracks (:func:`bin_matrix`): ``n_bins`` bins of ``bin_size`` bp around each TSS, value =
 sum over the bin / ``bin_size`` (uncovered bases count as 0), plus the covered fraction per bin.
+Each bin sums its own intervals (no running sum along the chromosome), so one huge value cannot
+cost precision anywhere else.
 For ``+`` genes the bins cover ``[tss - h*W, tss + (N-h)*W)`` with ``h = N // 2``; for ``-`` genes
 the geometry is mirrored around ``tss + 1`` (``[tss + 1 - (N-h)*W, tss + 1 + h*W)``) and the bins are
 reversed, so the TSS base always sits in bin ``h`` and downstream is always to the right. Bins off
@@ -46,7 +57,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.bigwig import BigWigReader, _ranges, restrict_to_regions
+from epx.bigwig import (
+    BigWigReader,
+    _ranges,
+    merge_regions,
+    overlapping,
+    restrict_to_regions,
+)
 from epx.chroms import alias_map
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "sum", "coverage", "slope")
@@ -125,20 +142,7 @@ def bin_span(tss: np.ndarray, sign: np.ndarray, bins: BinSpec) -> tuple[np.ndarr
 
 def merge_windows(starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
     """Union of windows as sorted, disjoint, non-touching ``(k, 2)`` regions (empty ones dropped)."""
-    starts = np.asarray(starts, dtype=np.int64)
-    ends = np.asarray(ends, dtype=np.int64)
-    keep = ends > starts
-    s, e = starts[keep], ends[keep]
-    if len(s) == 0:
-        return np.zeros((0, 2), dtype=np.int64)
-    order = np.argsort(s, kind="stable")
-    s, e = s[order], e[order]
-    run_end = np.maximum.accumulate(e)
-    new = np.ones(len(s), dtype=bool)
-    new[1:] = s[1:] > run_end[:-1]
-    first = np.flatnonzero(new)
-    last = np.append(first[1:], len(s)) - 1
-    return np.column_stack([s[first], run_end[last]])
+    return merge_regions(starts, ends)
 
 
 # --------------------------------------------------------------------------------------------
@@ -161,8 +165,7 @@ def _moment_terms(
     if want & {"s1", "s2", "sf"}:
         s1 = lf * v  # exact: a 24-bit mantissa times an integer < 2**29
         if "sf" in want:
-            # float32(L) * float32(v) rounds the exact product once, like float32(s1).
-            out["sf"] = s1.astype(np.float32).astype(np.float64)
+            out["sf"] = _libbigwig_product(s1)
         if "s2" in want:
             out["s2"] = s1 * v
         if "s1" in want:
@@ -184,6 +187,18 @@ def _moment_terms(
             out["gxv"] = gx * v
         if "gx" in want:
             out["gx"] = gx
+    return out
+
+
+def _libbigwig_product(exact: np.ndarray) -> np.ndarray:
+    """libBigWig's per-interval ``float32(L) * float32(v)``: the exact product rounded once to
+    float32, except where float32 overflows (then the exact product, never inf)."""
+    with np.errstate(over="ignore"):
+        f32 = exact.astype(np.float32)
+    out = f32.astype(np.float64)
+    big = ~np.isfinite(f32)
+    if big.any():
+        out[big] = exact[big]
     return out
 
 
@@ -255,16 +270,6 @@ class ChromSignal:
             self._prefix["count"] = p
         return p
 
-    def cumulative_sum(self) -> np.ndarray:
-        """``sum(L * v)`` over the intervals before each index (float64, length n + 1)."""
-        p = self._prefix.get("s1")
-        if p is None:
-            p = np.empty(self.n + 1, dtype=np.float64)
-            p[0] = 0.0
-            np.multiply(self.length, self.v32, out=p[1:], dtype=np.float64, casting="unsafe")
-            np.cumsum(p[1:], out=p[1:])
-            self._prefix["s1"] = p
-        return p
 
 
 class _Windows:
@@ -429,8 +434,7 @@ def _base_stats(
         t1 *= v  # exact: a 24-bit mantissa times an integer < 2**29 (lf is not needed again)
         del lf
         if "sum" in want:
-            # libBigWig multiplies float32(L) * float32(v): the exact product rounded once.
-            out["sum"] = win.total("sf", t1.astype(np.float32).astype(np.float64))
+            out["sum"] = win.total("sf", _libbigwig_product(t1))
         s1 = win.total("s1", t1)
         out["s1"] = s1
         if "mean" in want:
@@ -538,26 +542,145 @@ def bin_matrix(
     if g == 0 or sig.n == 0:
         return values, cover
     lo, _hi = bin_span(tss, sign, bins)
+    # Genes in genomic order keep reduceat's work linear (see below); results go back after.
+    by_pos = np.argsort(lo, kind="stable")
+    lo = lo[by_pos]
     bounds = lo[:, None] + np.arange(nb + 1, dtype=np.int64)[None, :] * w
     np.clip(bounds, 0, chrom_size, out=bounds)
     flat = bounds.ravel()
-    # F(x) = signal summed over bases < x. Bin spans are short and the prefix runs over bin-span
-    # intervals only, so a plain (unsegmented) float64 prefix keeps ~1e-9 relative precision.
+    # j: the first interval ending after boundary x; part: its bases before x (0 if it starts
+    # after x). Bin [x_k, x_k+1) = the intervals j_k .. j_k+1 - 1 in full, plus part_k+1 of
+    # interval j_k+1, minus part_k of interval j_k. Covered bases use an exact integer prefix;
+    # sums reduce each bin's own intervals (reduceat), so magnitudes never mix across bins.
     j = np.searchsorted(sig.ends, flat, side="right")
     starts_pad = np.append(sig.starts, np.iinfo(np.int64).max)
     v_pad = np.append(sig.v32, np.float32(0)).astype(np.float64)
     part = flat - starts_pad[j]
-    np.maximum(part, 0, out=part)  # bases of interval j (if it has started) before x
-    f_sum = sig.cumulative_sum()[j] + part * v_pad[j]
-    f_cnt = sig.count_prefix()[j] + part
-    f_sum = f_sum.reshape(g, nb + 1)
-    f_cnt = f_cnt.reshape(g, nb + 1)
-    values = np.diff(f_sum, axis=1) / w
+    np.maximum(part, 0, out=part)
+    f_cnt = (sig.count_prefix()[j] + part).reshape(g, nb + 1)
     cover = np.diff(f_cnt, axis=1).astype(np.float64) / w
+    terms = sig.padded("length")
+    terms *= v_pad  # L * v per interval, exact in float64; padded with a trailing 0
+    full = np.add.reduceat(terms, j).reshape(g, nb + 1)[:, :nb]
+    jj = j.reshape(g, nb + 1)
+    full[jj[:, 1:] <= jj[:, :-1]] = 0.0  # reduceat gives terms[j] for an empty range
+    pv = (part * v_pad[j]).reshape(g, nb + 1)
+    values = np.empty((g, nb))
+    values[by_pos] = (full + pv[:, 1:] - pv[:, :-1]) / w
+    cover[by_pos] = cover.copy()
     minus = sign < 0
     values[minus] = values[minus, ::-1]
     cover[minus] = cover[minus, ::-1]
     return values, cover
+
+
+# --------------------------------------------------------------------------------------------
+# Overlapping items: (window, item) pairs
+# --------------------------------------------------------------------------------------------
+def pair_window_stats(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    values: np.ndarray,
+    ws: np.ndarray,
+    we: np.ndarray,
+    sign: np.ndarray | None = None,
+    stats: Iterable[str] = STATS,
+) -> dict[str, np.ndarray]:
+    """Window statistics for items sorted by start that may overlap, each item counting on its
+    own (libBigWig's exact statistics); the same definitions as :func:`window_stats`.
+
+    Expands every (window, overlapping item) pair, in chunks of at most ``_MAX_PAIRS``, and
+    reduces per window with two-pass sums (no cancellation). Slower than the vectorised path but
+    linear in the pairs, and only used for chromosomes whose items overlap.
+    """
+    stats = list(stats)
+    ws = np.asarray(ws, dtype=np.int64)
+    we = np.maximum(np.asarray(we, dtype=np.int64), ws)
+    m = len(ws)
+    sums = {k: np.zeros(m) for k in ("n", "s1", "sf")}
+    out = _empty_stats(m, stats)
+    out["_n"], out["_s1"] = sums["n"], sums["s1"]
+    if len(starts) == 0 or m == 0:
+        return out
+    v32 = np.asarray(values, dtype=np.float32)
+    run_end = np.maximum.accumulate(ends)
+    i0 = np.searchsorted(run_end, ws, side="right")  # items before i0 all end at or before ws
+    i1 = np.searchsorted(starts, we, side="left")
+    cnt = np.where(we > ws, np.maximum(i1 - i0, 0), 0)
+    orient = np.ones(m) if sign is None else np.where(np.asarray(sign) < 0, -1.0, 1.0)
+    pos = 0
+    while pos < m:
+        stop = pos + max(1, int(np.searchsorted(np.cumsum(cnt[pos:]), _MAX_PAIRS, side="right")))
+        chunk = np.arange(pos, min(stop, m))
+        c = cnt[chunk]
+        idx = _ranges(i0[chunk], c)
+        k = np.repeat(np.arange(len(chunk)), c)
+        a = np.maximum(starts[idx], ws[chunk][k])
+        ln = np.minimum(ends[idx], we[chunk][k]) - a
+        real = ln > 0
+        idx, k, a, ln = idx[real], k[real], a[real], ln[real].astype(np.float64)
+        mc = len(chunk)
+        v = v32[idx].astype(np.float64)
+        n = np.bincount(k, ln, mc)
+        s1 = np.bincount(k, ln * v, mc)
+        has = n > 0
+        sums["n"][chunk], sums["s1"][chunk] = n, s1
+        if "sum" in stats:
+            sums["sf"][chunk] = np.bincount(k, _libbigwig_product(ln * v), mc)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(has, s1 / np.where(has, n, 1.0), np.nan)
+            if {"min", "max"} & set(stats):
+                first = np.searchsorted(k, np.arange(mc))[has]
+                for st, uf in (("min", np.minimum), ("max", np.maximum)):
+                    if st in stats:
+                        res = np.full(mc, np.nan)
+                        res[has] = uf.reduceat(v, first) if len(first) else res[has]
+                        out[st][chunk] = res
+            dv = v - mean[k] if len(k) else v
+            if "std" in stats:
+                m2 = np.bincount(k, ln * dv * dv, mc)
+                out["std"][chunk] = np.where(has, np.sqrt(m2 / np.maximum(n - 1.0, 1.0)), np.nan)
+            if "slope" in stats:
+                mid = (a - ws[chunk][k]).astype(np.float64) + (ln - 1.0) / 2.0
+                xbar = np.bincount(k, ln * mid, mc) / np.where(has, n, 1.0)
+                dx = mid - xbar[k]
+                sxx = np.bincount(k, ln * dx * dx + ln * (ln * ln - 1.0) / 12.0, mc)
+                sxv = np.bincount(k, ln * dx * dv, mc)
+                out["slope"][chunk] = np.where(n >= 2, sxv / sxx, np.nan) * orient[chunk]
+            if "mean" in stats:
+                out["mean"][chunk] = mean
+        pos = int(chunk[-1]) + 1
+    length = (we - ws).astype(np.float64)
+    if "coverage" in stats:
+        out["coverage"] = np.where(length > 0, sums["n"] / np.maximum(length, 1.0), 0.0)
+    if "sum" in stats:
+        out["sum"] = sums["sf"]
+    return out
+
+
+def pair_bin_matrix(
+    starts: np.ndarray,
+    ends: np.ndarray,
+    values: np.ndarray,
+    tss: np.ndarray,
+    sign: np.ndarray,
+    chrom_size: int,
+    bins: BinSpec = BinSpec(),
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bin_matrix` for overlapping items (each counts; coverage may exceed 1)."""
+    tss = np.asarray(tss, dtype=np.int64)
+    sign = np.asarray(sign)
+    g, nb, w = len(tss), bins.n_bins, bins.bin_size
+    lo, _hi = bin_span(tss, sign, bins)
+    bounds = lo[:, None] + np.arange(nb + 1, dtype=np.int64)[None, :] * w
+    np.clip(bounds, 0, chrom_size, out=bounds)
+    res = pair_window_stats(starts, ends, values, bounds[:, :-1].ravel(), bounds[:, 1:].ravel(), stats=())
+    values_ = (res["_s1"] / w).reshape(g, nb)
+    cover = (res["_n"] / w).reshape(g, nb)
+    minus = sign < 0
+    values_[minus] = values_[minus, ::-1]
+    cover[minus] = cover[minus, ::-1]
+    return values_, cover
 
 
 # --------------------------------------------------------------------------------------------
@@ -601,12 +724,14 @@ def bigwig_features(
     windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
     stats: Sequence[str] = STATS,
     bins: BinSpec | None = BinSpec(),
+    slope_windows: Sequence[str] | None = None,
 ) -> TrackFeatures:
     """Window statistics (columns ``{window}_{stat}``) and TSS bins of one bigWig for all genes.
 
     Streams chromosome by chromosome: merges all windows and bin spans of the chromosome, reads
     and inflates each overlapping block once, then computes everything from the interval arrays.
     Genes on chromosomes absent from the file get uncovered values (NaN, or 0 for sum/coverage).
+    ``slope_windows`` limits the slope (the costliest statistic) to the named windows (None: all).
     """
     stats = list(stats)
     unknown = set(stats) - set(STATS)
@@ -614,15 +739,18 @@ def bigwig_features(
         raise ValueError(f"unknown statistics: {sorted(unknown)}")
     arr = gene_arrays(genes)
     g = len(genes)
+    sloped = {w.name for w in windows} if slope_windows is None else set(slope_windows)
     cols: dict[str, np.ndarray] = {}
     for spec in windows:
         for st in stats:
+            if st == "slope" and spec.name not in sloped:
+                continue
             cols[f"{spec.name}_{st}"] = np.full(g, 0.0 if st in ("sum", "coverage") else np.nan)
     bin_vals = np.zeros((g, bins.n_bins)) if bins is not None else None
     bin_cov = np.zeros((g, bins.n_bins)) if bins is not None else None
     with BigWigReader(path) as reader:
         sizes = reader.chroms()
-        amap = alias_map(sizes)
+        amap = alias_map(sizes, path=path)
         for chrom, rows in chrom_groups(genes).items():
             fchrom = amap.get(chrom)
             if fchrom is None or len(rows) == 0:
@@ -643,7 +771,13 @@ def bigwig_features(
             if len(regions) == 0:
                 continue
             s, e, v = reader.intervals(fchrom, regions)
-            # One pass over all window types for everything but the slope ...
+            if overlapping(s, e):
+                _overlapping_chrom(cols, (s, e, v), wins, rows, sg, stats, sloped)
+                if bins is not None:
+                    bin_vals[rows], bin_cov[rows] = pair_bin_matrix(s, e, v, tss, sg, size, bins)
+                continue
+            # One pass over all window types for everything but the slope, one for the slope of
+            # the windows that want it, and the bins: all on the same intervals.
             sig = ChromSignal(s, e, v, regions)
             base = [st for st in stats if st != "slope"]
             if "slope" in stats:
@@ -653,25 +787,35 @@ def bigwig_features(
                 sig, np.concatenate([w[1] for w in wins] or [np.zeros(0, np.int64)]),
                 np.concatenate([w[2] for w in wins] or [np.zeros(0, np.int64)]), base,
             )
-            del sig
-            for k, (spec, ws, we) in enumerate(wins):
+            for k, (spec, _ws, _we) in enumerate(wins):
                 part = slice(k * nw, (k + 1) * nw)
                 for st in stats:
                     if st != "slope":
                         cols[f"{spec.name}_{st}"][rows] = res[st][part]
-                if "slope" in stats:
-                    # ... and the slope per window type, with coordinates anchored locally.
-                    ssig = ChromSignal.for_windows(s, e, v, ws, we)
-                    cols[f"{spec.name}_slope"][rows] = _slope(
-                        ssig, ws, we, sg, res["n"][part], res["s1"][part], res["s2"][part]
-                    )
-                    del ssig
+            ks = [k for k, w in enumerate(wins) if w[0].name in sloped] if "slope" in stats else []
+            if ks:
+                idx = np.concatenate([np.arange(k * nw, (k + 1) * nw) for k in ks])
+                slope = _slope(
+                    sig, np.concatenate([wins[k][1] for k in ks]), np.concatenate([wins[k][2] for k in ks]),
+                    np.tile(sg, len(ks)), res["n"][idx], res["s1"][idx], res["s2"][idx],
+                )
+                for j, k in enumerate(ks):
+                    cols[f"{wins[k][0].name}_slope"][rows] = slope[j * nw : (j + 1) * nw]
             if bins is not None:
-                bsig = ChromSignal.for_windows(s, e, v, all_s[-1], all_e[-1])
-                bv, bc = bin_matrix(bsig, tss, sg, size, bins)
-                bin_vals[rows] = bv
-                bin_cov[rows] = bc
-                del bsig
-            del s, e, v
+                bin_vals[rows], bin_cov[rows] = bin_matrix(sig, tss, sg, size, bins)
+            del sig, s, e, v
     table = pd.DataFrame(cols, index=genes.index)
     return TrackFeatures(table=table, bins=bin_vals, bin_coverage=bin_cov)
+
+
+def _overlapping_chrom(
+    cols: dict[str, np.ndarray], data: tuple[np.ndarray, np.ndarray, np.ndarray], wins: list,
+    rows: np.ndarray, sign: np.ndarray, stats: list[str], sloped: set[str],
+) -> None:
+    """Window statistics of one chromosome whose items overlap (the pair engine)."""
+    s, e, v = data
+    for spec, ws, we in wins:
+        want = [st for st in stats if st != "slope" or spec.name in sloped]
+        res = pair_window_stats(s, e, v, ws, we, sign, want)
+        for st in want:
+            cols[f"{spec.name}_{st}"][rows] = res[st]
