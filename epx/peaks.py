@@ -14,8 +14,8 @@ Features per window (:data:`PEAK_STATS`):
   ``n_sub = 10`` equal sub-bins of the window, counting the peaks whose midpoint lies in the
   window; 0 when fewer than 2 midpoints fall in the window. Ranges from 0 (clustered) to
   ``log2(10)`` (spread evenly).
-* ``max_signal``: largest signalValue (column 7) of the overlapping peaks; NaN when none overlap or
-  the file has no signalValue column (BED3-6).
+* ``max_signal``: largest signal value of the overlapping peaks (NaN when none overlap); only for
+  files with a signal column (see :data:`FLAVOURS`): other files have no ``max_signal`` feature.
 
 Per gene, :func:`tss_distance` gives the signed distance from the TSS to the nearest peak base:
 negative upstream, positive downstream (strand-aware), 0 when a peak overlaps the TSS, NaN when the
@@ -23,12 +23,21 @@ chromosome has no peaks. Ties between an upstream and a downstream peak go downs
 
 Windows are clipped at 0, and at the chromosome end when ``chrom_sizes`` is given (a BED file does
 not know chromosome sizes).
+
+BED flavours are told apart by the file name where it says (``.narrowPeak``, ``.broadPeak``,
+``.gappedPeak``, ``.bedGraph``/``.bdg``) and otherwise by the column count and content of the first
+data lines: a column 7 that holds BED9's thickStart (an integer inside the item, followed by
+thickEnd and an itemRgb such as ``255,0,0``) is a coordinate, not narrowPeak's signalValue.
+Items are whole spans (BED12 blocks are not split, as bedtools without ``-split``). Files are read
+gzip-compressed or not, whatever their suffix says; a UTF-8 byte-order mark is ignored.
 """
 
 from __future__ import annotations
 
 import gzip
 import io
+import re
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +52,20 @@ from epx.windows import DEFAULT_WINDOWS, WindowSpec, chrom_groups, gene_arrays, 
 
 PEAK_STATS: tuple[str, ...] = ("n_peaks", "coverage", "density", "entropy", "max_signal")
 _SKIP_PREFIXES = ("#", "track", "browser")
+_SAMPLE_LINES = 1000  # data lines inspected to tell the BED flavour
+
+# flavour -> (minimum columns, 0-based signal column or None)
+FLAVOURS: dict[str, tuple[int, int | None]] = {
+    "narrowPeak": (10, 6),  # BED6+4: signalValue, pValue, qValue, peak
+    "broadPeak": (9, 6),  # BED6+3: signalValue, pValue, qValue
+    "gappedPeak": (15, 12),  # BED12+3: signalValue, pValue, qValue
+    "bedGraph": (4, 3),  # chrom, start, end, value
+}
+_SUFFIX_FLAVOUR = {".narrowpeak": "narrowPeak", ".broadpeak": "broadPeak", ".gappedpeak": "gappedPeak",
+                   ".bedgraph": "bedGraph", ".bdg": "bedGraph"}
+_RGB = re.compile(r"\d{1,3}(,\d{1,3}){2},?|\d{1,3}")
+_INT = re.compile(r"[+-]?\d+")
+_INT_LIST = re.compile(r"(\d+,)*\d+,?")
 
 
 @dataclass
@@ -88,48 +111,151 @@ class PeakSet:
 
     path: str
     chroms: dict[str, ChromPeaks]
-    has_signal: bool
+    flavour: str  # "BED3".."BED6", "BED9", "BED12", "narrowPeak", "broadPeak", "gappedPeak", ...
+    signal_column: int | None  # 1-based column of the signal value, None when there is none
     n_columns: int
 
+    @property
+    def has_signal(self) -> bool:
+        return self.signal_column is not None
 
-def _read_bytes(path: Path) -> bytes:
+
+def read_text_track(path: Path, what: str = "peak file") -> bytes:
+    """The bytes of a text track, gunzipped when they are gzip data (whatever the suffix says),
+    without a UTF-8 byte-order mark. Refuses binary files with what they are, never their bytes."""
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as fh:
-                return fh.read()
-        return path.read_bytes()
-    except (OSError, EOFError, gzip.BadGzipFile) as err:
-        raise TrackError(f"cannot read peak file: {err}", path=path) from None
+        data = path.read_bytes()
+    except OSError as err:
+        raise TrackError(f"cannot read {what}: {err.strerror}", path=path) from None
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = gzip.decompress(data)
+        except EOFError:
+            raise TrackError(f"truncated gzip file: the {what} ends before its compressed data do",
+                             path=path) from None
+        except (gzip.BadGzipFile, zlib.error, OSError) as err:
+            raise TrackError(f"damaged gzip file ({err}); the {what} cannot be decompressed",
+                             path=path) from None
+    if data[:3] == b"\xef\xbb\xbf":
+        data = data[3:]
+    head = data[:65536]
+    magic = head[:4]
+    if magic in (b"\x26\xfc\x8f\x88", b"\x88\x8f\xfc\x26"):
+        raise TrackError(f"a bigWig file, not a BED {what} (give it as kind bigwig)", path=path)
+    if magic in (b"\xeb\xf2\x89\x87", b"\x87\x89\xf2\xeb"):
+        raise TrackError(f"a bigBed file, not a BED {what} (convert it with bigBedToBed)", path=path)
+    if b"\x00" in head:
+        raise TrackError(f"a binary file, not a BED {what} (BED is tab-separated text)", path=path)
+    return data
 
 
-def _is_peak_format(path: Path) -> bool:
-    name = path.name.lower().removesuffix(".gz")
-    return name.endswith((".narrowpeak", ".broadpeak"))
+def bed_chroms(path: str | Path) -> set[str]:
+    """Chromosome names of a BED file's data lines (as the file spells them)."""
+    p = require_file(path, "peak file")
+    names: set[str] = set()
+    for line in read_text_track(p).splitlines():
+        if not line.strip() or line.lstrip().startswith((b"#", b"track", b"browser")):
+            continue
+        names.add(line.split(None, 1)[0].decode("utf-8", errors="replace"))
+    return names
+
+
+def detect_flavour(name: str, rows: list[list[str]], lines: list[int], path: Path) -> tuple[str, int | None]:
+    """The BED flavour and its 0-based signal column, from the file name and sample data lines."""
+    if not rows:
+        return "BED3", None
+    ncols = min(len(r) for r in rows)
+    base = name.lower().removesuffix(".gz")
+    for suffix, flavour in _SUFFIX_FLAVOUR.items():
+        if base.endswith(suffix):
+            need, col = FLAVOURS[flavour]
+            short = next((i for i, r in enumerate(rows) if len(r) < need), None)
+            if short is not None:
+                raise TrackError(f"a {flavour} file needs {need} columns, this line has {len(rows[short])}",
+                                 path=path, line=lines[short])
+            return flavour, col
+
+    def all_rows(test) -> bool:
+        try:
+            return all(test(r) for r in rows)
+        except (ValueError, IndexError):
+            return False
+
+    def numeric(r: list[str], cols: range) -> bool:
+        for c in cols:
+            float(r[c])
+        return True
+
+    def thick_rgb(r: list[str]) -> bool:  # BED9: thickStart, thickEnd inside the item; itemRgb
+        if not (_INT.fullmatch(r[6]) and _INT.fullmatch(r[7]) and _RGB.fullmatch(r[8])):
+            return False
+        return int(r[1]) <= int(r[6]) <= int(r[7]) <= int(r[2])
+
+    def blocks(r: list[str]) -> bool:  # BED12: blockCount, blockSizes, blockStarts
+        return bool(_INT.fullmatch(r[9]) and _INT_LIST.fullmatch(r[10]) and _INT_LIST.fullmatch(r[11]))
+
+    if ncols <= 6:
+        return f"BED{ncols}", None
+    if ncols >= 9 and all_rows(thick_rgb):
+        if ncols >= 12 and all_rows(blocks):
+            if ncols == 15 and all_rows(lambda r: numeric(r, range(12, 15))):
+                return "gappedPeak", 12
+            return ("BED12" if ncols == 12 else f"BED12+{ncols - 12}"), None
+        return ("BED9" if ncols == 9 else f"BED9+{ncols - 9}"), None
+    if ncols == 10 and all_rows(lambda r: numeric(r, range(6, 9)) and _INT.fullmatch(r[9]) is not None):
+        return "narrowPeak", 6
+    if ncols == 9 and all_rows(lambda r: numeric(r, range(6, 9))):
+        return "broadPeak", 6
+    return f"BED6+{ncols - 6}", None
+
+
+def _sample_rows(data: bytes) -> tuple[list[list[str]], list[int]]:
+    """The first data lines, split into fields, with their line numbers."""
+    rows: list[list[str]] = []
+    lines: list[int] = []
+    for lineno, raw in enumerate(data.splitlines(), start=1):
+        line = raw.decode("utf-8", errors="replace").rstrip("\r\n")
+        if not line.strip() or line.lstrip().startswith(_SKIP_PREFIXES):
+            continue
+        rows.append(line.split("\t") if "\t" in line else line.split())
+        lines.append(lineno)
+        if len(rows) >= _SAMPLE_LINES:
+            break
+    return rows, lines
 
 
 def read_peaks(path: str | Path) -> PeakSet:
-    """Parse a BED3+ / narrowPeak / broadPeak file (optionally gzipped).
+    """Parse a BED3+ file: BED3-12, narrowPeak, broadPeak, gappedPeak, bedGraph (gzipped or not).
 
     Skips blank, ``#``, ``track`` and ``browser`` lines. Raises a one-line :class:`TrackError`
     naming the file and line for too few columns, non-integer or negative coordinates, or
-    start > end. signalValue (column 7) is used for ``.narrowPeak``/``.broadPeak`` files and for
-    files with exactly 9 or 10 columns whose column 7 is numeric.
+    start > end, and for two spellings of one chromosome (``1`` and ``chr1``). The signal
+    column depends on the flavour (see :func:`detect_flavour`); flavours without one give no
+    signal.
     """
     p = require_file(path, "peak file")
-    data = _read_bytes(p)
-    parsed = _parse_fast(data)
+    data = read_text_track(p)
+    head = data if len(data) <= 1 << 20 else data[: data.rfind(b"\n", 0, 1 << 20) + 1]
+    rows, lines = _sample_rows(head)
+    flavour, signal_col = detect_flavour(p.name, rows, lines, p)
+    parsed = _parse_fast(data, signal_col)
     if parsed is None:
-        parsed = _parse_slow(data, p)
+        parsed = _parse_slow(data, p, signal_col)
     chroms, s, e, signal, ncols = parsed
-    has_signal = _is_peak_format(p) or (
-        ncols in (9, 10) and len(signal) > 0 and bool(np.isfinite(signal).all())
-    )
-    if not has_signal:
+    if signal_col is None or len(signal) == 0 or not np.isfinite(signal).any():
+        signal_col = None
         signal = np.full(len(s), np.nan)
     out: dict[str, ChromPeaks] = {}
     if len(s):
         codes, uniq = pd.factorize(np.asarray(chroms, dtype=object))
-        names = sorted({canonical_chrom(str(u)) for u in uniq})
+        spelled: dict[str, str] = {}
+        for u in uniq:
+            key = canonical_chrom(str(u))
+            if key in spelled:
+                raise TrackError(f"chromosomes {spelled[key]!r} and {str(u)!r} both appear; they name the"
+                                 " same chromosome (rename one)", path=p)
+            spelled[key] = str(u)
+        names = sorted(spelled)
         to_canon = np.array([names.index(canonical_chrom(str(u))) for u in uniq], dtype=np.int64)
         ccode = to_canon[codes]
         order = np.argsort(ccode, kind="stable")
@@ -137,10 +263,11 @@ def read_peaks(path: str | Path) -> PeakSet:
         for k, name in enumerate(names):
             grp = order[bounds[k] : bounds[k + 1]]
             out[name] = ChromPeaks(s[grp], e[grp], signal[grp])
-    return PeakSet(path=str(p), chroms=out, has_signal=has_signal, n_columns=ncols)
+    return PeakSet(path=str(p), chroms=out, flavour=flavour,
+                   signal_column=None if signal_col is None else signal_col + 1, n_columns=ncols)
 
 
-def _parse_fast(data: bytes) -> tuple | None:
+def _parse_fast(data: bytes, signal_col: int | None) -> tuple | None:
     """pandas C-parser path for clean tab-separated files; None means "use the slow path"."""
     # Leading header lines are fine; skip lines further down are left to the slow path.
     pos = 0
@@ -161,10 +288,11 @@ def _parse_fast(data: bytes) -> tuple | None:
     ncols = first.count(b"\t") + 1
     if ncols < 3:
         return None
+    cols = [0, 1, 2] + ([signal_col] if signal_col is not None and signal_col < ncols else [])
     try:
         t = pd.read_csv(
-            io.BytesIO(body), sep="\t", header=None, usecols=[c for c in (0, 1, 2, 6) if c < ncols],
-            dtype={0: str}, engine="c", skip_blank_lines=False, na_filter=ncols > 6,
+            io.BytesIO(body), sep="\t", header=None, usecols=cols,
+            dtype={0: str}, engine="c", skip_blank_lines=False, na_filter=len(cols) > 3,
         )
     except (ValueError, pd.errors.ParserError):
         return None
@@ -173,14 +301,14 @@ def _parse_fast(data: bytes) -> tuple | None:
     s, e = t[1].to_numpy(np.int64), t[2].to_numpy(np.int64)
     if (s < 0).any() or (s > e).any():
         return None
-    if 6 in t.columns:
-        sig = pd.to_numeric(t[6], errors="coerce").to_numpy(np.float64)
+    if len(cols) > 3:
+        sig = pd.to_numeric(t[signal_col], errors="coerce").to_numpy(np.float64)
     else:
         sig = np.full(len(s), np.nan)
     return t[0].to_numpy(), s, e, sig, ncols
 
 
-def _parse_slow(data: bytes, p: Path) -> tuple:
+def _parse_slow(data: bytes, p: Path, signal_col: int | None) -> tuple:
     """Line-by-line parser: handles any layout and reports errors with their line numbers."""
     chroms: list[str] = []
     starts: list[str] = []
@@ -203,7 +331,7 @@ def _parse_slow(data: bytes, p: Path) -> tuple:
         chroms.append(parts[0])
         starts.append(parts[1])
         ends.append(parts[2])
-        sig.append(parts[6] if len(parts) > 6 else "nan")
+        sig.append(parts[signal_col] if signal_col is not None and len(parts) > signal_col else "nan")
         lines.append(lineno)
     s = _parse_coords(starts, lines, p, "start")
     e = _parse_coords(ends, lines, p, "end")
@@ -357,6 +485,8 @@ def peak_features(
 ) -> pd.DataFrame:
     """Peak features (columns ``{window}_{stat}`` plus ``tss_distance``) for all genes."""
     ps = peaks if isinstance(peaks, PeakSet) else read_peaks(peaks)
+    if not ps.has_signal:
+        stats = [st for st in stats if st != "max_signal"]
     sizes = {canonical_chrom(k): int(v) for k, v in (chrom_sizes or {}).items()}
     arr = gene_arrays(genes)
     g = len(genes)

@@ -104,13 +104,22 @@ def test_peak_features_gene_table(peaks) -> None:
 
 def test_bed3_has_no_signal_and_ensembl_names(tmp_path: Path) -> None:
     p = tmp_path / "p.bed"
-    p.write_text("1\t10\t20\nMT\t0\t5\nchr1\t30\t40\nX\t1\t2\n")
+    p.write_text("1\t10\t20\nMT\t0\t5\n1\t30\t40\nX\t1\t2\n")
     ps = read_peaks(p)
-    assert not ps.has_signal and ps.n_columns == 3
+    assert not ps.has_signal and ps.n_columns == 3 and ps.flavour == "BED3"
     assert sorted(ps.chroms) == ["chr1", "chrM", "chrX"]
     assert ps.chroms["chr1"].starts.tolist() == [10, 30]
     res = peak_window_stats(ps.chroms["chr1"], np.array([0]), np.array([100]))
     assert np.isnan(res["max_signal"]).all() and res["n_peaks"][0] == 2
+
+
+@pytest.mark.parametrize("a,b", [("1", "chr1"), ("MT", "chrM")])
+def test_two_spellings_of_one_chromosome_refused(tmp_path: Path, a: str, b: str) -> None:
+    """Which spelling holds the data is anyone's guess: refuse, naming both (never keep the last)."""
+    p = tmp_path / "p.bed"
+    p.write_text(f"{a}\t10\t20\n{b}\t30\t40\n")
+    with pytest.raises(TrackError, match=f"'{a}' and '{b}' both appear"):
+        read_peaks(p)
 
 
 def test_headers_skipped_and_gzip(tmp_path: Path) -> None:
