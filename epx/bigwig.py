@@ -330,13 +330,17 @@ class BigWigReader:
             if is_leaf:
                 for key, cid, size in zip(items["key"].tolist(), items["id"].tolist(),
                                           items["size"].tolist(), strict=True):
-                    try:  # zero-padded like a C string: the name ends at the first NUL
-                        name = key.split(b"\0", 1)[0].decode("utf-8")
+                    # Zero-padded like a C string: the name ends at the first NUL.
+                    raw_name = key.split(b"\0", 1)[0]
+                    try:
+                        name = raw_name.decode("utf-8")
                     except UnicodeDecodeError:
+                        name = ""
+                    if not name or any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
                         raise self._fail(
-                            f"damaged bigWig: chromosome id {cid} in the node at byte {node} has a"
-                            " name that is not text"
-                        ) from None
+                            f"damaged bigWig: chromosome id {cid} in the node at byte {node} has"
+                            " an empty name or one that is not text"
+                        )
                     if cid in names or name in by_name:
                         what = f"id {cid}" if cid in names else f"name {name!r}"
                         raise self._fail(f"damaged bigWig: chromosome {what} appears twice in the chromosome tree")
@@ -589,11 +593,10 @@ class BigWigReader:
         block's index entry (bases before its start, after its end).
 
         ``cut=True`` drops bedGraph items lying outside the regions per block, by bisection on the
-        inflated bytes, before any conversion. Bisection assumes a block's starts and ends both
-        ascend: the blocks it cut are checked for that afterwards, in one vectorised pass, and the
-        result is only trusted when they do and all items are sorted and disjoint; otherwise the
-        caller reads again with ``cut=False``, which keeps whole blocks and measures every item
-        against its index entry.
+        inflated bytes, before any conversion. Bisection assumes a block's items are sorted and
+        disjoint: the blocks it cut are checked for that afterwards, and the result is only
+        trusted when they are and all items kept are too; otherwise the caller reads again with
+        ``cut=False``, which keeps whole blocks and measures every item against its index entry.
         """
         offsets, sizes, bstarts, bends, multi = plan
         rs_sorted = regions[:, 0]
@@ -879,13 +882,12 @@ def _item_excess(
 
 
 def _ascending_blocks(payloads: list[memoryview], endian: str) -> bool:
-    """Whether each bedGraph payload's items ascend: every item starts no later than it ends and
-    ends no later than the next one starts, or at least starts and ends both ascend (what
-    bisection needs). Zero-copy views, a few numpy calls per block."""
+    """Whether each bedGraph payload's items are sorted and disjoint (every item ends no later
+    than the next starts, and starts no later than it ends), which bisection relies on.
+    Zero-copy views, two comparisons per block."""
     dt = np.dtype(endian + "u4")
     for mv in payloads:
         w = np.frombuffer(mv, dt)
-        st, en = w[0::3], w[1::3]
-        if (st[1:] < st[:-1]).any() or (en[1:] < en[:-1]).any():
+        if (w[1:-3:3] > w[3::3]).any() or (w[0::3] > w[1::3]).any():
             return False
     return True

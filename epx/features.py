@@ -28,7 +28,7 @@ BED_STAT_HELP = {
     "coverage": "fraction of bases covered by peaks",
     "density": "peaks per kb",
     "entropy": "Shannon entropy (bits) of peak midpoints over 10 sub-bins",
-    "max_signal": "largest peak signalValue (NaN for BED3-6)",
+    "max_signal": "largest signal value of the overlapping peaks (narrowPeak, broadPeak, gappedPeak, bedGraph only)",
 }
 WINDOW_HELP = {
     "tss": "TSS window",

@@ -351,7 +351,8 @@ def _parse_coords(text: list[str], lines: list[int], path: Path, what: str) -> n
     bad |= ~ser.str.fullmatch(r"\s*[+-]?\d+\s*").fillna(False).to_numpy(bool)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise TrackError(f"non-integer {what} coordinate {text[i]!r}", path=path, line=lines[i])
+        hint = "; a column-header line? BED files have none (start it with #)" if i == 0 else ""
+        raise TrackError(f"non-integer {what} coordinate {text[i][:40]!r}{hint}", path=path, line=lines[i])
     if (vals < 0).any():
         i = int(np.flatnonzero(vals < 0)[0])
         raise TrackError(f"negative {what} coordinate {text[i]}", path=path, line=lines[i])

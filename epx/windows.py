@@ -45,7 +45,8 @@ Numerics: window sums are pairwise float64 sums of the window's own terms (no la
 differences). The two statistics prone to cancellation (``std``, ``slope``) carry a rounding-error
 bound; the few windows where it is not negligible (e.g. constant signal) are recomputed exactly by
 a two-pass sum over their intervals. Slope positions are offsets from the start of the merged
-region of that window type, which keeps them small.
+region holding the window; where a small window sits far into a long region (about 2% of slope
+windows on a genome-wide track), the bound sends it to the exact two-pass sum.
 """
 
 from __future__ import annotations
@@ -245,7 +246,10 @@ class ChromSignal:
 
     def padded(self, what: str) -> np.ndarray:
         """float64 per-interval array with one trailing zero-length entry, so that a window
-        range may end at ``n`` in ``reduceat``."""
+        range may end at ``n`` in ``reduceat``. Cached and read-only: compute into new arrays."""
+        cached = self._prefix.get(f"padded-{what}")
+        if cached is not None:
+            return cached
         out = np.empty(self.n + 1, dtype=np.float64)
         if what == "length":
             out[: self.n] = self.length
@@ -258,6 +262,8 @@ class ChromSignal:
             out[self.n] = 0.0
         else:
             raise KeyError(what)
+        out.flags.writeable = False
+        self._prefix[f"padded-{what}"] = out
         return out
 
     def count_prefix(self) -> np.ndarray:
@@ -430,9 +436,7 @@ def _base_stats(
             out["min"] = win.extreme(np.minimum, v)
         if "max" in want:
             out["max"] = win.extreme(np.maximum, v)
-        t1 = lf
-        t1 *= v  # exact: a 24-bit mantissa times an integer < 2**29 (lf is not needed again)
-        del lf
+        t1 = lf * v  # exact: a 24-bit mantissa times an integer < 2**29
         if "sum" in want:
             out["sum"] = win.total("sf", _libbigwig_product(t1))
         s1 = win.total("s1", t1)
@@ -473,8 +477,9 @@ def _slope(
 ) -> np.ndarray:
     """Least-squares slope per window, given the windows' covered bases, sum and sum of squares.
 
-    Positions are offsets from the start of the region of ``sig`` holding the window, so build
-    ``sig`` from these windows alone (:meth:`ChromSignal.for_windows`) to keep offsets small.
+    Positions are offsets from the start of the region of ``sig`` holding the window; windows
+    whose rounding bound is not negligible (far from their region's start) are recomputed
+    exactly.
     """
     m = len(ws)
     if sig.n == 0 or m == 0:
@@ -554,13 +559,12 @@ def bin_matrix(
     # sums reduce each bin's own intervals (reduceat), so magnitudes never mix across bins.
     j = np.searchsorted(sig.ends, flat, side="right")
     starts_pad = np.append(sig.starts, np.iinfo(np.int64).max)
-    v_pad = np.append(sig.v32, np.float32(0)).astype(np.float64)
+    v_pad = sig.padded("value")
     part = flat - starts_pad[j]
-    np.maximum(part, 0, out=part)
+    np.maximum(part, 0, out=part)  # 0 for j = n (past the last interval)
     f_cnt = (sig.count_prefix()[j] + part).reshape(g, nb + 1)
     cover = np.diff(f_cnt, axis=1).astype(np.float64) / w
-    terms = sig.padded("length")
-    terms *= v_pad  # L * v per interval, exact in float64; padded with a trailing 0
+    terms = sig.padded("length") * v_pad  # L * v per interval, exact; the padding entry is 0
     full = np.add.reduceat(terms, j).reshape(g, nb + 1)[:, :nb]
     jj = j.reshape(g, nb + 1)
     full[jj[:, 1:] <= jj[:, :-1]] = 0.0  # reduceat gives terms[j] for an empty range
@@ -795,10 +799,9 @@ def bigwig_features(
             ks = [k for k, w in enumerate(wins) if w[0].name in sloped] if "slope" in stats else []
             if ks:
                 idx = np.concatenate([np.arange(k * nw, (k + 1) * nw) for k in ks])
-                slope = _slope(
-                    sig, np.concatenate([wins[k][1] for k in ks]), np.concatenate([wins[k][2] for k in ks]),
-                    np.tile(sg, len(ks)), res["n"][idx], res["s1"][idx], res["s2"][idx],
-                )
+                sws = np.concatenate([wins[k][1] for k in ks])
+                swe = np.concatenate([wins[k][2] for k in ks])
+                slope = _slope(sig, sws, swe, np.tile(sg, len(ks)), res["n"][idx], res["s1"][idx], res["s2"][idx])
                 for j, k in enumerate(ks):
                     cols[f"{wins[k][0].name}_slope"][rows] = slope[j * nw : (j + 1) * nw]
             if bins is not None:

@@ -174,6 +174,7 @@ def test_fast_and_slow_parsers_agree(tmp_path: Path) -> None:
         ("chr1\t-5\t20\n", 1, "negative start coordinate"),
         ("chr1\t5\t-20\n", 1, "negative end coordinate"),
         ("chr1\t0\t1\n\nchr1\t50\t20\n", 3, "start 50 > end 20"),
+        ("chrom\tstart\tend\nchr1\t1\t2\n", 1, "a column-header line"),
     ],
 )
 def test_bed_errors_name_file_and_line(tmp_path: Path, body: str, line: int, message: str) -> None:

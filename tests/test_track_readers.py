@@ -800,3 +800,114 @@ def test_fuzz_damaged_variants_read_right_or_fail_cleanly(tmp_path):
     finally:
         signal.signal(signal.SIGALRM, old)
     assert counts["refused"] > 150 and counts["read"] > 100, counts
+
+
+# --------------------------------------------------------------------------------------------
+# Every case through `epx featurize`: refused in one line with nothing written, or read right
+# --------------------------------------------------------------------------------------------
+BIG_CHROMS = [("chr1", 200_000), ("chr2", 50_000)]
+
+
+def _bw_case(name: str) -> bytes:
+    sections = [bedgraph(0, [(100, 400, 2.0), (500, 900, 4.0)]), bedgraph(0, [(60_000, 64_500, 1.0)])]
+    if name == "cycle":
+        data, lay = build_bigwig(BIG_CHROMS, sections, leaves_per_node=1)
+        raw = bytearray(data)
+        struct.pack_into("<Q", raw, lay.index_nodes[0] + 4 + 16, lay.index_nodes[0])
+        return bytes(raw)
+    if name == "key-size":
+        data, lay = build_bigwig(BIG_CHROMS, sections)
+        raw = bytearray(data)
+        struct.pack_into("<I", raw, lay.chrom_tree + 8, 2**31 + 5)
+        return bytes(raw)
+    if name == "alias":
+        return build_bigwig([("1", 200_000), ("chr1", 200_000)], sections)[0]
+    if name == "bufsize-0":
+        return build_bigwig(BIG_CHROMS, sections, header_buf_size=0)[0]
+    if name == "zeroed-bounds":
+        return build_bigwig(BIG_CHROMS, sections, leaf_bounds=[(0, 0, 0, 0)] * 2)[0]
+    if name == "unsorted":
+        return build_bigwig(BIG_CHROMS, [bedgraph(0, [(500, 900, 4.0), (100, 400, 2.0)]), sections[1]])[0]
+    if name == "gzip":
+        return gzip.compress(build_bigwig(BIG_CHROMS, sections)[0])
+    if name == "bigbed":
+        return struct.pack("<I", 0x8789F2EB) + b"\0" * 200
+    raise KeyError(name)
+
+
+@pytest.mark.parametrize(
+    "case, fragment",
+    [("cycle", "is reached twice"), ("key-size", "key size 2147483653"), ("alias", "'1' and 'chr1' both appear"),
+     ("bufsize-0", "looks zlib-compressed"), ("gzip", "gzip-compressed, not a bigWig"),
+     ("bigbed", "a bigBed file, not a bigWig")],
+)
+def test_featurize_refuses_damaged_bigwigs(tmp_path, run, case, fragment):
+    bw = tmp_path / "k4.bw"
+    bw.write_bytes(_bw_case(case))
+    genes, manifest = _mini_study(tmp_path, bw)
+    result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
+    assert_user_error(result, "k4.bw", fragment)
+    assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
+
+
+@pytest.mark.parametrize("case", ["zeroed-bounds", "unsorted"])
+def test_featurize_reads_odd_but_readable_bigwigs(tmp_path, run, case):
+    bw = tmp_path / "k4.bw"
+    bw.write_bytes(_bw_case(case))
+    genes, manifest = _mini_study(tmp_path, bw)
+    result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    f = epx.load_dataset(tmp_path / "ds").features(raw=True).set_index("gene_id")
+    items = [(100, 400, 2.0), (500, 900, 4.0), (60_000, 64_500, 1.0)]
+    a = brute_stats(items, 200, 4_000)  # gene A's body
+    assert f.loc["A", "H3K4me3.bw.body.mean"] == pytest.approx(a["mean"])
+    assert f.loc["A", "H3K4me3.bw.body.coverage"] == pytest.approx(a["coverage"])
+    assert f.loc["B", "H3K4me3.bw.tss.mean"] == 1.0
+
+
+def test_featurize_overlapping_items_match_pybigwig(tmp_path, run):
+    path = tmp_path / "k4.bw"
+    bw = pyBigWig.open(str(path), "w")
+    bw.addHeader([("chr1", 200_000)], maxZooms=1)
+    bw.addEntries("chr1", 0, values=[float(i % 9) for i in range(9_000)], span=40, step=15)
+    bw.close()
+    genes, manifest = _mini_study(tmp_path, path)
+    result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    f = epx.load_dataset(tmp_path / "ds").features(raw=True).set_index("gene_id")
+    pb = pyBigWig.open(str(path))
+    for stat in ("mean", "std", "max", "coverage"):
+        assert f.loc["A", f"H3K4me3.bw.body.{stat}"] == pytest.approx(pb_stat(pb, "chr1", 200, 4_000, stat), rel=1e-6)
+    assert f.loc["A", "H3K4me3.bw.body.coverage"] > 2  # ~40/15 items over each base
+
+
+@pytest.mark.parametrize(
+    "name, payload, fragment",
+    [
+        ("k4.bed", b"1\t100\t200\nchr1\t300\t400\n", "'1' and 'chr1' both appear"),
+        ("k4.bed", b"chr1\t1\t2\n\x00\x00\x07binary", "a binary file, not a BED"),
+        ("k4.bed", None, "a bigWig file, not a BED"),
+    ],
+    ids=["alias", "binary", "bigwig-as-bed"],
+)
+def test_featurize_refuses_bad_bed_files(tmp_path, run, name, payload, fragment):
+    bw = write_pybigwig(tmp_path / "x.bw", {"chr1": 200_000}, {"chr1": [(0, 1000, 1.0)]})
+    bed = tmp_path / name
+    bed.write_bytes(payload if payload is not None else bw.read_bytes())
+    genes, manifest = _mini_study(tmp_path, bw, bed)
+    result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
+    assert_user_error(result, name, fragment)
+    assert "\x00" not in result.stderr and "binary\n" not in result.stderr
+    assert not (tmp_path / "ds").exists()
+
+
+def test_featurize_reads_a_bom_narrowpeak_with_comments(tmp_path, run):
+    bw = write_pybigwig(tmp_path / "x.bw", {"chr1": 200_000}, {"chr1": [(0, 1000, 1.0)]})
+    bed = tmp_path / "k4.narrowPeak"
+    bed.write_bytes(b"\xef\xbb\xbfchr1\t150\t300\tp\t0\t.\t6.5\t-1\t-1\t20\n# mid-file\n"
+                    b"chr1\t63900\t64100\tq\t0\t.\t2\t-1\t-1\t20\n")
+    genes, manifest = _mini_study(tmp_path, bw, bed)
+    result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
+    assert result.exit_code == 0, result.stderr
+    f = epx.load_dataset(tmp_path / "ds").features(raw=True).set_index("gene_id")
+    assert f.loc["A", "H3K4me3.bed.tss.max_signal"] == 6.5 and f.loc["B", "H3K4me3.bed.tss.max_signal"] == 2.0
