@@ -27,10 +27,14 @@ What the data mean (the contract the window engine builds on):
 Damage is refused with a one-line :class:`~epx.errors.TrackError` naming the structure and its
 byte offset, never read as "no data": a bad magic number (with what the file is instead: gzip,
 bigBed, text), any structure past the end of the file, cycles in either tree, chromosome ids the
-index does not know, index entries covering no bases, a data count that disagrees with the index,
-blocks that do not inflate, inflate beyond the header's buffer size, or belong to another
-chromosome than their index entry, items outside their index entry's bounds, and items ending
-before they start. All work is bounded by the file size, so a damaged file fails fast.
+index does not know, a data count that disagrees with the index, blocks that do not inflate,
+inflate beyond the header's buffer size, or belong to another chromosome than their index entry,
+and items ending before they start. All work is bounded by the file size, so a damaged file fails
+fast.
+
+Index entries whose bounds miss some of their block's items (rtracklayer ends blocks one base
+short, libBigWig's fixedStep blocks ignore the span; zeroed bounds) are read, not refused: see
+``_sample_slack``.
 """
 
 from __future__ import annotations
@@ -214,7 +218,8 @@ class BigWigReader:
         except OSError as err:
             raise TrackError(f"cannot open bigWig: {err.strerror}", path=self.path) from None
         self._mm: mmap.mmap | None = None
-        self._slack = (0, 0)  # how far items were seen beyond their index entry (before, after)
+        self._slack = (0, 0)  # how far items reach beyond their index entry (before, after)
+        self._slack_exact = False  # True once every block has been measured
         try:
             self._size = os.fstat(self._fh.fileno()).st_size
             if self._size >= 4:
@@ -437,15 +442,29 @@ class BigWigReader:
             self._repair_empty_entries(np.flatnonzero(empty))
         self._sample_slack()
 
-    def _sample_slack(self) -> None:
-        """Learn from three blocks (first, middle, last) how far items reach beyond their index
-        entries. Real writers differ: rtracklayer ends a block one base short of its last item;
-        libBigWig's fixedStep blocks end ``span - step`` short. Reads widen their plan by this
-        slack (and by any larger one they meet), so a window at a block's edge still finds its
-        items. Costs three inflations per open."""
+    def _sample_slack(self, n_sample: int = 32) -> None:
+        """Learn how far items reach beyond their index entries, from up to ``n_sample`` blocks
+        spread over the file. Real writers differ: rtracklayer ends a block one base short of its
+        last item; libBigWig's fixedStep blocks end ``span - step`` short. Every read widens its
+        block plan by this slack, so a window at a block's edge still finds its items. A read that
+        meets an item beyond the slack measures every block of the file once (:meth:`_scan_slack`)
+        and reads again, so the slack is then exact."""
         n = len(self._blk_off)
-        lo = hi = 0
-        for i in sorted({0, n // 2, n - 1}):
+        if n <= n_sample:
+            self._measure_slack(range(n))
+            self._slack_exact = True
+        else:
+            self._measure_slack(np.linspace(0, n - 1, n_sample).round().astype(int).tolist())
+
+    def _scan_slack(self) -> None:
+        """Measure every block (once per reader): the slack becomes exact."""
+        if not self._slack_exact:
+            self._measure_slack(range(len(self._blk_off)))
+            self._slack_exact = True
+
+    def _measure_slack(self, rows) -> None:
+        lo, hi = self._slack
+        for i in rows:
             if self._blk_sc[i] != self._blk_ec[i]:
                 continue
             off = int(self._blk_off[i])
@@ -605,14 +624,18 @@ class BigWigReader:
         if cut:
             # Blocks inside one region keep all items; blocks overlapped by a single region need
             # at most two bisections (cut_lo / cut_hi, -1 = no cut); others bisect per region.
-            k = np.searchsorted(rs_sorted, bstarts, side="right") - 1
-            inside = (k >= 0) & (re_run[np.maximum(k, 0)] >= bends)
-            r_first = np.searchsorted(re_run, bstarts, side="right")
-            r_last = np.searchsorted(rs_sorted, bends, side="left") - 1
+            # Block extents include the slack: items may reach that far beyond the index entry.
+            lo_slack, hi_slack = self._slack
+            wstarts = bstarts - lo_slack
+            wends = np.minimum(bends, _BIG - hi_slack) + hi_slack
+            k = np.searchsorted(rs_sorted, wstarts, side="right") - 1
+            inside = (k >= 0) & (re_run[np.maximum(k, 0)] >= wends)
+            r_first = np.searchsorted(re_run, wstarts, side="right")
+            r_last = np.searchsorted(rs_sorted, wends, side="left") - 1
             single = r_first == r_last
             rf = np.minimum(r_first, n_reg - 1)
-            cut_lo = np.where(single & (rs_sorted[rf] > bstarts), rs_sorted[rf], -1)
-            cut_hi = np.where(single & (re_run[rf] < bends), re_run[rf], -1)
+            cut_lo = np.where(single & (rs_sorted[rf] > wstarts), rs_sorted[rf], -1)
+            cut_hi = np.where(single & (re_run[rf] < wends), re_run[rf], -1)
             mode = np.where(inside, 0, np.where(single, 3, 1))
         else:
             cut_lo = cut_hi = np.full(len(offsets), -1)
@@ -777,19 +800,18 @@ class BigWigReader:
         plan = self._block_plan(chrom, regions)
         if len(plan[0]) == 0:
             return _empty(), regions, False
-        for attempt in range(4):
+        for _attempt in range(2):
             (s, e, v), trusted, over = self._collect(chrom, cid, plan, regions, cut=True)
             if trusted and overlapping(s, e):
                 trusted = False
             if not trusted:
                 (s, e, v), _, over = self._collect(chrom, cid, plan, regions, cut=False)
-            # Items beyond their index entry (rtracklayer writes ends one base short, libBigWig
-            # fixedStep ends ignore the span, unsorted input): widen the plan by what was seen
-            # and read again, so a window finds the same items as a whole-chromosome read.
-            slack = (max(self._slack[0], over[0]), max(self._slack[1], over[1]))
-            if slack == self._slack:
+            if over[0] <= self._slack[0] and over[1] <= self._slack[1]:
                 break
-            self._slack = slack if attempt < 2 else (_BIG // 4, _BIG // 4)
+            # An item beyond the sampled slack: measure every block once, then read again, so
+            # a window finds the same items as a whole-chromosome read.
+            self._scan_slack()
+            self._slack = (max(self._slack[0], over[0]), max(self._slack[1], over[1]))
             plan = self._block_plan(chrom, regions)
         if not trusted and len(s) > 1 and not np.all(s[1:] >= s[:-1]):
             order = np.lexsort((e, s))

@@ -36,8 +36,8 @@ def alias_map(file_chroms: Iterable[str], path: str | Path | None = None) -> dic
         key = canonical_chrom(c)
         if key in out and out[key] != c:
             raise TrackError(
-                f"chromosomes {out[key]!r} and {c!r} both appear; they name the same chromosome"
-                " (rename one, e.g. with sed or bigWigToBedGraph)",
+                f"chromosomes {out[key]!r} and {c!r} both appear; they name the same chromosome,"
+                " so keep one spelling (for a bigWig: bigWigToBedGraph, rename, bedGraphToBigWig)",
                 path=path,
             )
         out[key] = c

@@ -168,6 +168,14 @@ def check(
         m = inputs.manifest
         rows.append(["tracks", f"{len(m)} ({m['cell_line'].nunique()} cell lines x {m['assay'].nunique()} assays; "
                      f"{(m['kind'] == 'bigwig').sum()} bigWig, {(m['kind'] == 'bed').sum()} BED)"])
+        from collections import Counter
+
+        from epx.peaks import FLAVOURS
+
+        counts = Counter(inputs.formats.values())
+        rows.append(["formats", "; ".join(
+            f"{fmt} {n}" + ("" if fmt == "bigWig" or fmt in FLAVOURS else " (no signal column: no max_signal)")
+            for fmt, n in counts.most_common())])
     console.table("Inputs are consistent", ["input", "summary"], rows)
 
 

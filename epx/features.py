@@ -76,7 +76,8 @@ def derive_features(raw: pd.DataFrame, genes: pd.DataFrame, assays: list[str]) -
         new[f"{a}.tss_minus_body"] = tss[a] - body[a]
         new[f"{a}.tss_plus_body"] = tss[a] + body[a]
         new[f"{a}.tss_body_ratio"] = (tss[a] + PSEUDO) / (body[a] + PSEUDO)
-        new[f"{a}.tss_body_log_ratio"] = np.log2((tss[a] + PSEUDO) / (body[a] + PSEUDO))
+        with np.errstate(invalid="ignore", divide="ignore"):  # signed tracks: NaN, not a warning
+            new[f"{a}.tss_body_log_ratio"] = np.log2((tss[a] + PSEUDO) / (body[a] + PSEUDO))
     for act, rep in (("H3K27AC", "H3K27ME3"), ("H3K4ME3", "H3K9ME3")):
         if act in keys and rep in keys:
             new[f"balance.{keys[act]}_minus_{keys[rep]}"] = tss[keys[act]] - tss[keys[rep]]

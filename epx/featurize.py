@@ -224,7 +224,8 @@ def featurize(
         "feature_descriptions": dict(feature_catalogue(_kinds(tracks, "bigwig"), _kinds(tracks, "bed"), params)),
         "params": {**asdict(params), "build": build},
         "fingerprint": fingerprint,
-        "tracks": tracks.drop(columns=["line"]).to_dict(orient="records"),
+        "tracks": [{**r, "format": inputs.formats.get(f"{r['cell_line']}/{r['assay']}/{r['kind']}")}
+                   for r in tracks.drop(columns=["line"]).to_dict(orient="records")],
         "bin_size": params.bin_size,
         "n_bins": params.n_bins if bins is not None else 0,
         "normalisation": "log1p (signed for signed features), then z-score per cell line and feature",

@@ -19,6 +19,7 @@ class Inputs:
     labels: pd.DataFrame | None = None
     manifest: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
+    formats: dict[str, str] = field(default_factory=dict)  # "cell/assay/kind" -> file format
 
 
 def load_inputs(
@@ -48,7 +49,7 @@ def load_inputs(
     result = Inputs(genes=gene_table, labels=label_table)
     if manifest is not None:
         result.manifest = select_tracks(read_manifest(manifest), assays, cells, manifest)
-        missing = check_gene_chroms(gene_table, result.manifest)
+        missing = check_gene_chroms(gene_table, result.manifest, result.formats)
         for track, chroms in missing.items():
             n = int(gene_table["chrom"].isin(chroms).sum())
             effect = ("count as having no peaks there" if track.endswith("/bed")

@@ -130,26 +130,30 @@ def read_manifest(path: str | Path, check_files: bool = True) -> pd.DataFrame:
     return pd.DataFrame.from_records(records)
 
 
-def track_chroms(path: str | Path, kind: str) -> set[str]:
-    """Chromosome names a track file uses (bigWig header, or the first column of a BED).
-
-    Read with epx's own readers, which validate the file and refuse damage in one line; the
-    pyBigWig C library crashes the process on some damaged files.
-    """
+def track_overview(path: str | Path, kind: str) -> tuple[set[str], str]:
+    """Chromosome names a track file uses and what the file is (``bigWig``, ``narrowPeak``,
+    ``BED9``, ...), read with epx's own readers, which validate the file and refuse damage in
+    one line (pyBigWig's C library crashes the process on some damaged files)."""
     if kind == "bigwig":
         from epx.bigwig import BigWigReader
+        from epx.chroms import alias_map
 
         with BigWigReader(path) as reader:
-            return set(reader.chroms())
-    from epx.peaks import bed_chroms
+            alias_map(reader.chroms(), path=path)  # one chromosome spelled two ways is refused
+            return set(reader.chroms()), "bigWig"
+    from epx.peaks import bed_overview
 
-    return bed_chroms(path)
+    names, flavour, _col = bed_overview(path)
+    return names, flavour
 
 
-def check_gene_chroms(genes: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, list[str]]:
+def check_gene_chroms(
+    genes: pd.DataFrame, manifest: pd.DataFrame, formats: dict[str, str] | None = None
+) -> dict[str, list[str]]:
     """Fail when no gene chromosome is in any track; otherwise report per-track missing chromosomes.
 
-    Returns ``{track label: [gene chromosomes absent from that track]}`` for the caller to warn about.
+    Returns ``{track label: [gene chromosomes absent from that track]}`` for the caller to warn
+    about; fills ``formats`` (track label -> file format) when given.
     """
     from epx.chroms import canonical_chrom
 
@@ -157,11 +161,15 @@ def check_gene_chroms(genes: pd.DataFrame, manifest: pd.DataFrame) -> dict[str, 
     missing_by_track: dict[str, list[str]] = {}
     union: set[str] = set()
     for row in manifest.itertuples():
-        chroms = {canonical_chrom(c) for c in track_chroms(row.path, row.kind)}
+        names, fmt = track_overview(row.path, row.kind)
+        chroms = {canonical_chrom(c) for c in names}
+        label = f"{row.cell_line}/{row.assay}/{row.kind}"
+        if formats is not None:
+            formats[label] = fmt
         union |= chroms
         missing = sorted(gene_chroms - chroms)
         if missing:
-            missing_by_track[f"{row.cell_line}/{row.assay}/{row.kind}"] = missing
+            missing_by_track[label] = missing
     if not gene_chroms & union:
         example = ", ".join(sorted(gene_chroms)[:3])
         tracks = ", ".join(sorted(union)[:3]) or "none"

@@ -46,7 +46,7 @@ import numpy as np
 import pandas as pd
 
 from epx.bigwig import _ranges
-from epx.chroms import canonical_chrom
+from epx.chroms import alias_map, canonical_chrom
 from epx.errors import TrackError, require_file
 from epx.windows import DEFAULT_WINDOWS, WindowSpec, chrom_groups, gene_arrays, gene_windows
 
@@ -66,6 +66,7 @@ _SUFFIX_FLAVOUR = {".narrowpeak": "narrowPeak", ".broadpeak": "broadPeak", ".gap
 _RGB = re.compile(r"\d{1,3}(,\d{1,3}){2},?|\d{1,3}")
 _INT = re.compile(r"[+-]?\d+")
 _INT_LIST = re.compile(r"(\d+,)*\d+,?")
+_FIRST_FIELD = re.compile(rb"^[ \t]*([^\s]+)", re.M)  # the first field of every non-blank line
 
 
 @dataclass
@@ -129,7 +130,7 @@ def read_text_track(path: Path, what: str = "peak file") -> bytes:
         raise TrackError(f"cannot read {what}: {err.strerror}", path=path) from None
     if data[:2] == b"\x1f\x8b":
         try:
-            data = gzip.decompress(data)
+            data = _gunzip(data)
         except EOFError:
             raise TrackError(f"truncated gzip file: the {what} ends before its compressed data do",
                              path=path) from None
@@ -149,15 +150,34 @@ def read_text_track(path: Path, what: str = "peak file") -> bytes:
     return data
 
 
-def bed_chroms(path: str | Path) -> set[str]:
-    """Chromosome names of a BED file's data lines (as the file spells them)."""
+def _gunzip(data: bytes) -> bytes:
+    """All gzip members (bgzip writes several), with ISA-L when installed (faster than zlib)."""
+    try:
+        from isal import igzip, isal_zlib
+    except ImportError:  # pragma: no cover - isal is a dependency
+        return gzip.decompress(data)
+    try:
+        return igzip.decompress(data)
+    except isal_zlib.error as err:  # damaged deflate data: ISA-L's own error type
+        raise gzip.BadGzipFile(str(err)) from None
+
+
+def bed_overview(path: str | Path) -> tuple[set[str], str, int | None]:
+    """Chromosome names (as the file spells them), flavour and 1-based signal column of a BED
+    file, without parsing its coordinates (what ``epx check`` needs)."""
     p = require_file(path, "peak file")
-    names: set[str] = set()
-    for line in read_text_track(p).splitlines():
-        if not line.strip() or line.lstrip().startswith((b"#", b"track", b"browser")):
-            continue
-        names.add(line.split(None, 1)[0].decode("utf-8", errors="replace"))
-    return names
+    data = read_text_track(p)
+    found = set(_FIRST_FIELD.findall(data))
+    names = {n.decode("utf-8", errors="replace") for n in found if not n.startswith((b"#", b"track", b"browser"))}
+    rows, lines = _sample_rows(_head(data))
+    flavour, col = detect_flavour(p.name, rows, lines, p)
+    alias_map(sorted(names), path=p)  # one chromosome spelled two ways is refused here already
+    return names, flavour, None if col is None else col + 1
+
+
+def _head(data: bytes, size: int = 1 << 20) -> bytes:
+    """The first ``size`` bytes, cut after the last whole line."""
+    return data if len(data) <= size else data[: data.rfind(b"\n", 0, size) + 1]
 
 
 def detect_flavour(name: str, rows: list[list[str]], lines: list[int], path: Path) -> tuple[str, int | None]:
@@ -186,10 +206,12 @@ def detect_flavour(name: str, rows: list[list[str]], lines: list[int], path: Pat
             float(r[c])
         return True
 
-    def thick_rgb(r: list[str]) -> bool:  # BED9: thickStart, thickEnd inside the item; itemRgb
+    def thick_rgb(r: list[str]) -> bool:  # BED9: thickStart, thickEnd (inside the item, or
+        # equal: no thick part, often 0 0), then an itemRgb such as 255,0,0 or 0
         if not (_INT.fullmatch(r[6]) and _INT.fullmatch(r[7]) and _RGB.fullmatch(r[8])):
             return False
-        return int(r[1]) <= int(r[6]) <= int(r[7]) <= int(r[2])
+        thick_start, thick_end = int(r[6]), int(r[7])
+        return thick_start == thick_end or int(r[1]) <= thick_start <= thick_end <= int(r[2])
 
     def blocks(r: list[str]) -> bool:  # BED12: blockCount, blockSizes, blockStarts
         return bool(_INT.fullmatch(r[9]) and _INT_LIST.fullmatch(r[10]) and _INT_LIST.fullmatch(r[11]))
@@ -235,8 +257,7 @@ def read_peaks(path: str | Path) -> PeakSet:
     """
     p = require_file(path, "peak file")
     data = read_text_track(p)
-    head = data if len(data) <= 1 << 20 else data[: data.rfind(b"\n", 0, 1 << 20) + 1]
-    rows, lines = _sample_rows(head)
+    rows, lines = _sample_rows(_head(data))
     flavour, signal_col = detect_flavour(p.name, rows, lines, p)
     parsed = _parse_fast(data, signal_col)
     if parsed is None:
@@ -248,14 +269,7 @@ def read_peaks(path: str | Path) -> PeakSet:
     out: dict[str, ChromPeaks] = {}
     if len(s):
         codes, uniq = pd.factorize(np.asarray(chroms, dtype=object))
-        spelled: dict[str, str] = {}
-        for u in uniq:
-            key = canonical_chrom(str(u))
-            if key in spelled:
-                raise TrackError(f"chromosomes {spelled[key]!r} and {str(u)!r} both appear; they name the"
-                                 " same chromosome (rename one)", path=p)
-            spelled[key] = str(u)
-        names = sorted(spelled)
+        names = sorted(alias_map([str(u) for u in uniq], path=p))
         to_canon = np.array([names.index(canonical_chrom(str(u))) for u in uniq], dtype=np.int64)
         ccode = to_canon[codes]
         order = np.argsort(ccode, kind="stable")

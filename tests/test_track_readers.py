@@ -284,6 +284,8 @@ BED_CASES = {
         "chr1\t600\t5301\t1_TssA\t0\t.\t600\t5301\t255,0,0",
         "chr1\t5301\t73103\t2_TssAFlnk\t0\t.\t5301\t73103\t255,69,0",
     ], "BED9", None, None),
+    "bed9-thick-zero": ("states2.bed", ["chr1\t100\t500\t1_TssA\t0\t.\t100\t500\t0",
+                                        "chr1\t1000\t1400\t2_E\t0\t.\t0\t0\t0"], "BED9", None, None),
     "bed9-rgb-zero": ("tads.bed", ["chr1\t100\t900\tt1\t0\t+\t100\t900\t0", "chr1\t1000\t2000\tt2\t0\t-\t1200\t1800\t0"],
                       "BED9", None, None),
     "bed12": ("genes.bed", [
@@ -501,8 +503,31 @@ def test_index_bounds_one_base_short_still_find_the_last_base(tmp_path):
     with BigWigReader(path) as r:
         assert _as_list(*r.intervals("chr1", np.array([[999, 1_000], [5_299, 5_300]]))) == [
             (999, 1_000, -1.0), (5_299, 5_300, 8.0)]
+        # two regions over one block, the second on the missed base: the block is not cut short
+        assert _as_list(*r.intervals("chr1", np.array([[150, 160], [999, 1_000]]))) == [
+            (150, 160, 1.5), (999, 1_000, -1.0)]
         assert _as_list(*r.intervals("chr2", np.array([[270, 275]]))) == [(270, 275, 3.0)]
     assert _read_all(path) == TRUTH
+
+
+def test_a_genes_features_do_not_depend_on_its_neighbours(tmp_path):
+    """rtracklayer-style bounds (one base short in every block): a gene's numbers are the same
+    alone and beside another gene whose window lands in the same block."""
+    sections, bounds = [], []
+    for b in range(40):  # more blocks than the reader samples at open
+        items = [(b * 1_000 + i * 100, b * 1_000 + i * 100 + 50, float(b + 1)) for i in range(10)]
+        sections.append(bedgraph(0, items))
+        bounds.append((0, items[0][0], 0, items[-1][1] - 1))
+    path = tmp_path / "rt.bw"
+    path.write_bytes(build_bigwig([("chr1", 100_000)], sections, leaf_bounds=bounds)[0])
+    win = [WindowSpec("tss", "tss", -50, 50)]
+    alone = bigwig_features(path, genes_at("chr1", [3_999], ["+"]), win, bins=None).table
+    pair = bigwig_features(path, genes_at("chr1", [3_999, 3_150], ["+", "+"]), win, bins=None).table
+    pd.testing.assert_frame_equal(alone, pair.iloc[:1])
+    ref = brute_stats([it for s in sections for it in s.items], 3_949, 4_049)  # incl. the missed base
+    for stat in STATS:
+        close([alone[f"tss_{stat}"][0]], [ref[stat]])
+
 
 
 def test_zero_length_items_are_no_data(tmp_path):
@@ -848,6 +873,7 @@ def test_featurize_refuses_damaged_bigwigs(tmp_path, run, case, fragment):
     result = run("featurize", "--genes", genes, "--manifest", manifest, "-o", tmp_path / "ds", "--workers", "1")
     assert_user_error(result, "k4.bw", fragment)
     assert not (tmp_path / "ds").exists() and not list(tmp_path.glob(".ds*"))
+    assert_user_error(run("check", "--genes", genes, "--manifest", manifest), "k4.bw", fragment)
 
 
 @pytest.mark.parametrize("case", ["zeroed-bounds", "unsorted"])
@@ -899,6 +925,7 @@ def test_featurize_refuses_bad_bed_files(tmp_path, run, name, payload, fragment)
     assert_user_error(result, name, fragment)
     assert "\x00" not in result.stderr and "binary\n" not in result.stderr
     assert not (tmp_path / "ds").exists()
+    assert_user_error(run("check", "--genes", genes, "--manifest", manifest), name, fragment)
 
 
 def test_featurize_reads_a_bom_narrowpeak_with_comments(tmp_path, run):
