@@ -1,30 +1,60 @@
 #!/usr/bin/env bash
-# Install epx, its built-in plugins and their system dependencies into the current Python.
-#   bash scripts/install.sh          # the tool
+# Install epx, its built-in plugins and their system dependencies into a virtual environment.
+#   bash scripts/install.sh          # the tool, into ./.venv (created when missing)
 #   bash scripts/install.sh --dev    # plus the test tools
+# Then: . .venv/bin/activate
+# An already active virtual environment (or PYTHON=/path/to/python) is used instead of ./.venv.
+# Why a venv: Debian's and Ubuntu's own python3 refuse pip installs (PEP 668,
+# "externally-managed-environment").
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v bedtools >/dev/null 2>&1; then
-  # pybedtools drives the bedtools binary.
+step() { printf '\n==> %s\n' "$*" >&2; }
+
+SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+apt_install() {
   if command -v apt-get >/dev/null 2>&1; then
-    SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
-    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq bedtools >/dev/null
+    step "apt-get install $*"
+    $SUDO apt-get update -qq && $SUDO apt-get install -y -qq "$@" >/dev/null
   else
-    echo "bedtools is missing: install it (conda install -c bioconda bedtools, or brew install bedtools)" >&2
+    echo "install.sh: please install $* with your system's package manager" >&2
     exit 1
   fi
+}
+
+if ! command -v bedtools >/dev/null 2>&1; then
+  apt_install bedtools  # pybedtools drives the bedtools binary
 fi
 
-PY="${PYTHON:-$(command -v python3 || command -v python)}"
-pip_install() { "$PY" -m pip install --disable-pip-version-check -q "$@"; }
+if [ -n "${PYTHON:-}" ]; then
+  PY="$PYTHON"
+elif [ -n "${VIRTUAL_ENV:-}" ]; then
+  PY="$VIRTUAL_ENV/bin/python"
+else
+  BASE="$(command -v python3 || command -v python)"
+  if [ ! -x .venv/bin/python ]; then
+    step "creating the virtual environment .venv with $BASE ($("$BASE" --version 2>&1))"
+    if ! "$BASE" -m venv .venv 2>/dev/null; then
+      rm -rf .venv
+      apt_install python3-venv  # Debian ships venv's ensurepip separately
+      "$BASE" -m venv .venv
+    fi
+  fi
+  PY=.venv/bin/python
+fi
+pip_install() { "$PY" -m pip install --disable-pip-version-check --progress-bar off "$@"; }
 
 # torch first, pinned: on this machine 2.13.0 is a local CPU wheel; an unpinned torch pulled in
 # by a plugin would fetch a multi-GB CUDA build. An existing torch (e.g. a GPU build) is kept.
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
+  step "installing torch==2.13.0 (CPU)"
   pip_install "torch==2.13.0"
 fi
 
 extras=""
 [ "${1:-}" = "--dev" ] && extras="[test]"
+step "installing epx${extras} and the plugins epx-example, epx-lgbm (editable) into $("$PY" -c 'import sys; print(sys.prefix)')"
 pip_install -e ".${extras}" -e plugins/epx-example -e plugins/epx-lgbm
+if [ "$PY" = .venv/bin/python ]; then
+  step "done: '. .venv/bin/activate' puts epx on your PATH"
+fi
