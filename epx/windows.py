@@ -546,13 +546,10 @@ def bin_matrix(
     cover = np.zeros((g, nb))
     if g == 0 or sig.n == 0:
         return values, cover
-    lo, _hi = bin_span(tss, sign, bins)
+    bounds = _bin_bounds(tss, sign, chrom_size, bins)
     # Genes in genomic order keep reduceat's work linear (see below); results go back after.
-    by_pos = np.argsort(lo, kind="stable")
-    lo = lo[by_pos]
-    bounds = lo[:, None] + np.arange(nb + 1, dtype=np.int64)[None, :] * w
-    np.clip(bounds, 0, chrom_size, out=bounds)
-    flat = bounds.ravel()
+    by_pos = np.argsort(bounds[:, 0], kind="stable")
+    flat = bounds[by_pos].ravel()
     # j: the first interval ending after boundary x; part: its bases before x (0 if it starts
     # after x). Bin [x_k, x_k+1) = the intervals j_k .. j_k+1 - 1 in full, plus part_k+1 of
     # interval j_k+1, minus part_k of interval j_k. Covered bases use an exact integer prefix;
@@ -572,10 +569,21 @@ def bin_matrix(
     values = np.empty((g, nb))
     values[by_pos] = (full + pv[:, 1:] - pv[:, :-1]) / w
     cover[by_pos] = cover.copy()
-    minus = sign < 0
-    values[minus] = values[minus, ::-1]
-    cover[minus] = cover[minus, ::-1]
-    return values, cover
+    return _downstream_right(values, sign), _downstream_right(cover, sign)
+
+
+def _bin_bounds(tss: np.ndarray, sign: np.ndarray, chrom_size: int, bins: BinSpec) -> np.ndarray:
+    """``(genes, n_bins + 1)`` bin boundaries in genomic order, clipped to the chromosome."""
+    lo, _hi = bin_span(tss, sign, bins)
+    bounds = lo[:, None] + np.arange(bins.n_bins + 1, dtype=np.int64)[None, :] * bins.bin_size
+    return np.clip(bounds, 0, chrom_size)
+
+
+def _downstream_right(rows: np.ndarray, sign: np.ndarray) -> np.ndarray:
+    """Mirror the rows of '-' genes so that downstream is to the right (in place)."""
+    minus = np.asarray(sign) < 0
+    rows[minus] = rows[minus, ::-1]
+    return rows
 
 
 # --------------------------------------------------------------------------------------------
@@ -673,18 +681,12 @@ def pair_bin_matrix(
 ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bin_matrix` for overlapping items (each counts; coverage may exceed 1)."""
     tss = np.asarray(tss, dtype=np.int64)
-    sign = np.asarray(sign)
     g, nb, w = len(tss), bins.n_bins, bins.bin_size
-    lo, _hi = bin_span(tss, sign, bins)
-    bounds = lo[:, None] + np.arange(nb + 1, dtype=np.int64)[None, :] * w
-    np.clip(bounds, 0, chrom_size, out=bounds)
+    bounds = _bin_bounds(tss, sign, chrom_size, bins)
     res = pair_window_stats(starts, ends, values, bounds[:, :-1].ravel(), bounds[:, 1:].ravel(), stats=())
     values_ = (res["_s1"] / w).reshape(g, nb)
     cover = (res["_n"] / w).reshape(g, nb)
-    minus = sign < 0
-    values_[minus] = values_[minus, ::-1]
-    cover[minus] = cover[minus, ::-1]
-    return values_, cover
+    return _downstream_right(values_, sign), _downstream_right(cover, sign)
 
 
 # --------------------------------------------------------------------------------------------
