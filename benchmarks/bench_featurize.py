@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Benchmark the featurize engine (epx.bigwig + epx.windows, epx.peaks) against the obvious loops.
+"""Benchmark the featurize engine (epx.io.bigwig + epx.features.windows, epx.features.peaks) against the obvious loops.
 
 bigWig part, on a synthetic ENCODE-like track (bedGraph sections, 25 bp step, data on ~47% of the
 hg38 chromosomes chr1-22,X; ~320 MB at --scale 1, cached) and lognormal-length genes:
@@ -216,7 +216,7 @@ def work_loop_full(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     pyBigWig has no slope statistic, so the loop does strictly less work than ours-full."""
     import pyBigWig
 
-    from epx.windows import DEFAULT_WINDOWS, gene_arrays, gene_windows
+    from epx.features.windows import DEFAULT_WINDOWS, gene_arrays, gene_windows
 
     bw = pyBigWig.open(bw_path)
     sizes = bw.chroms()
@@ -271,15 +271,15 @@ def work_pybigtools(bw_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
 
 
 def _job_windows():
-    from epx.windows import DEFAULT_WINDOWS
+    from epx.features.windows import DEFAULT_WINDOWS
 
     by = {w.name: w for w in DEFAULT_WINDOWS}
     return [by["tss"], by["body"]]
 
 
 def work_ours(bw_path: str, genes: pd.DataFrame, full: bool, all_slopes: bool = False) -> dict[str, np.ndarray]:
+    from epx.features.windows import DEFAULT_WINDOWS, STATS, BinSpec, bigwig_features
     from epx.featurize import SLOPE_WINDOWS
-    from epx.windows import DEFAULT_WINDOWS, STATS, BinSpec, bigwig_features
 
     if full:
         res = bigwig_features(bw_path, genes, DEFAULT_WINDOWS, STATS, BinSpec(N_BINS, BIN_SIZE),
@@ -297,8 +297,7 @@ def work_ours(bw_path: str, genes: pd.DataFrame, full: bool, all_slopes: bool = 
 
 
 def _regions_per_chrom(bw_path: str, genes: pd.DataFrame, full: bool) -> dict[str, np.ndarray]:
-    from epx.bigwig import BigWigReader
-    from epx.windows import (
+    from epx.features.windows import (
         DEFAULT_WINDOWS,
         BinSpec,
         bin_span,
@@ -307,6 +306,7 @@ def _regions_per_chrom(bw_path: str, genes: pd.DataFrame, full: bool) -> dict[st
         gene_windows,
         merge_windows,
     )
+    from epx.io.bigwig import BigWigReader
 
     specs = DEFAULT_WINDOWS if full else _job_windows()
     arr = gene_arrays(genes)
@@ -334,7 +334,7 @@ def work_floor(bw_path: str, genes: pd.DataFrame, full: bool, inflater: str = "z
     """Read + inflate each block overlapping any window exactly once; only that is timed."""
     import mmap
 
-    from epx.bigwig import BigWigReader
+    from epx.io.bigwig import BigWigReader
 
     if inflater == "isal":
         from isal import isal_zlib as zlib
@@ -361,13 +361,13 @@ def work_floor(bw_path: str, genes: pd.DataFrame, full: bool, inflater: str = "z
 
 
 def _peak_windows():
-    from epx.windows import DEFAULT_WINDOWS
+    from epx.features.windows import DEFAULT_WINDOWS
 
     return DEFAULT_WINDOWS
 
 
 def work_peaks_numpy(peak_path: str, genes: pd.DataFrame, full: bool) -> dict[str, np.ndarray]:
-    from epx.peaks import PEAK_STATS, peak_features
+    from epx.features.peaks import PEAK_STATS, peak_features
 
     stats = PEAK_STATS if full else ("n_peaks", "coverage")
     t = peak_features(peak_path, genes, _peak_windows(), stats, chrom_sizes=HG19)
@@ -377,7 +377,7 @@ def work_peaks_numpy(peak_path: str, genes: pd.DataFrame, full: bool) -> dict[st
 def work_peaks_bedtools(peak_path: str, genes: pd.DataFrame) -> dict[str, np.ndarray]:
     import pybedtools
 
-    from epx.windows import gene_arrays, gene_windows
+    from epx.features.windows import gene_arrays, gene_windows
 
     tmpdir = tempfile.mkdtemp(prefix="epx-bench-bt-")
     pybedtools.helpers.set_tempdir(tmpdir)
@@ -493,7 +493,7 @@ def check_full_sample(bw_path: str, genes: pd.DataFrame, full: dict, n: int, see
     """Compare a sample of the full feature table with pyBigWig stats(exact=True)."""
     import pyBigWig
 
-    from epx.windows import DEFAULT_WINDOWS, STATS, gene_arrays, gene_windows
+    from epx.features.windows import DEFAULT_WINDOWS, STATS, gene_arrays, gene_windows
 
     bw = pyBigWig.open(bw_path)
     sizes = bw.chroms()

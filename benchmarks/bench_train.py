@@ -61,7 +61,7 @@ def direct(dataset: Path, params: dict) -> float:
     import lightgbm as lgb
 
     from epx.dataset import load_dataset
-    from epx.labels import derive_target
+    from epx.io.labels import derive_target
     from epx.split import iter_folds, make_split
 
     t0 = time.perf_counter()

@@ -3,7 +3,10 @@
 Importing ``epx`` is cheap; the data API is loaded on first use.
 """
 
+from epx import _moved
 from epx._version import __version__
+
+_moved.install()  # old module paths such as epx.contract stay importable
 
 __all__ = ["__version__", "load_dataset"]
 

@@ -111,7 +111,7 @@ def models(
     import json
 
     from epx import console
-    from epx.plugins import discover, get_spec
+    from epx.models.plugins import discover, get_spec
 
     if name is not None:
         spec = get_spec(name)
@@ -154,7 +154,7 @@ def check(
 ) -> None:
     """Validate a gene table, labels and track manifest against each other; print a summary."""
     from epx import console
-    from epx.inputs import load_inputs
+    from epx.io.inputs import load_inputs
 
     inputs = load_inputs(genes, manifest=manifest, labels=labels or [], build=build)
     for message in inputs.warnings:
@@ -170,7 +170,7 @@ def check(
                      f"{(m['kind'] == 'bigwig').sum()} bigWig, {(m['kind'] == 'bed').sum()} BED)"])
         from collections import Counter
 
-        from epx.peaks import FLAVOURS
+        from epx.io.bed import FLAVOURS
 
         counts = Counter(inputs.formats.values())
         rows.append(["formats", "; ".join(
@@ -203,8 +203,7 @@ def split(
     from epx import console
     from epx.atomic import atomic_file, check_output
     from epx.errors import SplitError
-    from epx.inputs import load_split_input
-    from epx.split import RANDOM_WARNING, make_split, summarize, write_split
+    from epx.split import RANDOM_WARNING, load_split_input, make_split, summarize, write_split
 
     chosen = [n for n, v in (("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout), ("--random", random)) if v]
     if len(chosen) != 1:
@@ -212,7 +211,7 @@ def split(
                          + (f" (got {', '.join(chosen)})" if chosen else ""))
     check_output(output, force)
     genes, dataset_cells, label_table = load_split_input(input, labels or [], build)
-    from epx.chroms import parse_chrom_list
+    from epx.io.chroms import parse_chrom_list
 
     scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout", "--random": "random"}[chosen[0]]
     table = make_split(
@@ -270,11 +269,11 @@ def featurize(
     params = FeaturizeParams(tss_window=tss_window, tss_mode=tss_mode, promoter=promoter, flank=flank,
                              n_bins=n_bins, bin_size=bin_size, bins=not no_bins)
     if list_features:
-        from epx.features import feature_catalogue
+        from epx.features.derived import feature_catalogue
 
         bw, bed = ["H3K27ac", "H3K4me3", "H3K27me3", "H3K36me3", "H3K4me1", "H3K9me3", "DNase"], None
         if manifest is not None:
-            from epx.manifest import read_manifest
+            from epx.io.manifest import read_manifest
 
             m = read_manifest(manifest, check_files=False)
             bw = list(dict.fromkeys(m.loc[m["kind"] == "bigwig", "assay"]))
@@ -324,9 +323,9 @@ def train(
 ) -> None:
     """Train a model with chromosome-aware cross-validation and write a run directory."""
     from epx import console
-    from epx.chroms import parse_chrom_list
     from epx.errors import SplitError
-    from epx.plugins import parse_param_options, read_param_config
+    from epx.io.chroms import parse_chrom_list
+    from epx.models.plugins import parse_param_options, read_param_config
     from epx.train import SplitOptions, TrainOptions
     from epx.train import train as run_train
 

@@ -19,7 +19,7 @@ def _last_item(incomplete: str) -> tuple[str, str]:
 
 
 def complete_model(incomplete: str) -> list[str]:
-    from epx.plugins import model_names
+    from epx.models.plugins import model_names
 
     return [n for n in model_names() if n.startswith(incomplete)]
 

@@ -2,7 +2,7 @@
 
 One job per track (bigWig or BED) runs in a worker process (paths, not file handles, cross the
 process boundary); each job streams its file chromosome by chromosome through the engines in
-:mod:`epx.windows` (bigWig) and :mod:`epx.peaks` (BED). The core then assembles features per cell
+:mod:`epx.features.windows` (bigWig) and :mod:`epx.features.peaks` (BED). The core then assembles features per cell
 line, adds derived feature families, normalises (log1p, then z-score per cell line and feature),
 and writes the dataset atomically.
 """
@@ -24,9 +24,14 @@ from epx import console
 from epx.atomic import atomic_dir
 from epx.dataset import META_FILE, file_fingerprint, write_dataset
 from epx.errors import EpxError, OutputExistsError
-from epx.features import derive_features, feature_catalogue, normalise_features, profile_entropy
-from epx.inputs import load_inputs
-from epx.windows import STATS, BinSpec, WindowSpec
+from epx.features.derived import (
+    derive_features,
+    feature_catalogue,
+    normalise_features,
+    profile_entropy,
+)
+from epx.features.windows import STATS, BinSpec, WindowSpec
+from epx.io.inputs import load_inputs
 
 BW_STATS = tuple(s for s in STATS)  # mean, std, min, max, sum, coverage, slope
 SLOPE_WINDOWS = ("tss", "body")  # slopes are only meaningful along the TSS window and the body
@@ -72,7 +77,7 @@ class FeaturizeParams:
 
 
 def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tuple[pd.DataFrame, Any, Any]:
-    from epx.windows import bigwig_features
+    from epx.features.windows import bigwig_features
 
     res = bigwig_features(path, genes, params.windows(), BW_STATS, params.bin_spec(), SLOPE_WINDOWS)
     table = res.table
@@ -87,8 +92,8 @@ def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tupl
         table["bins.entropy"] = profile_entropy(res.bins)
     # Genes on chromosomes the file lacks have no measurement, not zero signal: NaN everywhere
     # (their bins stay 0 with coverage 0, which the coverage mask records).
-    from epx.bigwig import BigWigReader
-    from epx.chroms import canonical_chrom
+    from epx.io.bigwig import BigWigReader
+    from epx.io.chroms import canonical_chrom
 
     with BigWigReader(path) as reader:
         present = {canonical_chrom(c) for c in reader.chroms()}
@@ -103,7 +108,7 @@ def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tupl
 
 
 def _bed_job(path: str, genes: pd.DataFrame, params: FeaturizeParams, chrom_sizes: dict[str, int] | None) -> pd.DataFrame:
-    from epx.peaks import peak_features
+    from epx.features.peaks import peak_features
 
     table = peak_features(path, genes, params.windows(), chrom_sizes=chrom_sizes)
     table.columns = [c if c == "tss_distance" else c.replace("_", ".", 1) for c in table.columns]
@@ -258,7 +263,7 @@ def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
 
 def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
     """Chromosome sizes per cell line from its bigWig headers (BED files know none)."""
-    from epx.bigwig import BigWigReader
+    from epx.io.bigwig import BigWigReader
 
     out: dict[str, dict[str, int]] = {}
     for r in tracks[tracks["kind"] == "bigwig"].itertuples():

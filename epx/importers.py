@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import EpxError, GeneTableError, InputFileError, LabelError, require_file
-from epx.labels import is_number
+from epx.io.labels import is_number
 
 BIN_SIZE = 100  # bp per DeepChrome bin
 N_WINDOWS = 10  # tabular features: the kept bins pooled into this many windows per mark
@@ -333,7 +333,7 @@ def import_deepchrome(
     """
     from epx.atomic import atomic_dir, check_output
     from epx.dataset import file_fingerprint, log1p_zscore, write_dataset
-    from epx.genes import GENE_COLUMNS, read_genes
+    from epx.io.genes import GENE_COLUMNS, read_genes
     from epx.split import SPLIT_COLUMNS, validate_split, write_split
 
     output = Path(output)

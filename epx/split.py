@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.chroms import canonical_chrom, chrom_sort_key
 from epx.errors import InputFileError, SplitError, require_file
+from epx.io.chroms import canonical_chrom, chrom_sort_key
 
 SPLIT_COLUMNS = ["gene_id", "cell_line", "chrom", "fold", "role"]
 SCHEMES = ("loco", "chr-kfold", "holdout", "random")
@@ -284,3 +284,20 @@ def summarize(split: pd.DataFrame, labels: pd.DataFrame | None = None) -> pd.Dat
                 entry[f"{part} >0"] = f"{(v > 0).mean():.1%}" if v.size else "-"
         rows.append(entry)
     return pd.DataFrame(rows)
+
+
+def load_split_input(
+    path: str | Path, labels: Sequence[str], build: str | None
+) -> tuple[pd.DataFrame, list[str], pd.DataFrame | None]:
+    """A gene table or a dataset directory -> (genes, cell lines, labels)."""
+    p = Path(path)
+    if p.is_dir():
+        from epx.dataset import load_dataset
+
+        ds = load_dataset(p)
+        return ds.genes, list(ds.cell_lines), ds.labels
+    from epx.io.inputs import load_inputs
+
+    inputs = load_inputs([p], labels=labels, build=build)
+    cells = sorted(inputs.labels["cell_line"].unique()) if inputs.labels is not None else []
+    return inputs.genes, cells, inputs.labels

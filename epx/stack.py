@@ -84,7 +84,7 @@ def _mismatch(a: dict, b: dict, part: str) -> str:
 
 
 def _ranks(values: np.ndarray, cells: np.ndarray) -> np.ndarray:
-    from epx.labels import derive_target
+    from epx.io.labels import derive_target
 
     out = np.empty(len(values))
     for c in pd.unique(cells):

@@ -15,7 +15,7 @@ import pandas as pd
 
 from epx.atomic import atomic_file
 from epx.errors import EpxError
-from epx.genes import read_genes
+from epx.io.genes import read_genes
 from epx.stack import read_run
 
 CSV_NAME = "gex_predicted.csv"

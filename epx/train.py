@@ -32,12 +32,12 @@ import pandas as pd
 from epx import console
 from epx._version import __version__
 from epx.atomic import atomic_dir, check_output
-from epx.contract import FoldData
 from epx.dataset import Dataset, load_dataset
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
-from epx.labels import TARGETS, derive_target
+from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate
-from epx.plugins import ModelSpec, get_spec
+from epx.models.contract import FoldData
+from epx.models.plugins import ModelSpec, get_spec
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
@@ -297,7 +297,7 @@ def _nan_to_none(obj: Any) -> Any:
 
 
 def _plugin_version(name: str) -> str:
-    from epx.plugins import discover
+    from epx.models.plugins import discover
 
     for e in discover():
         if e.name == name:

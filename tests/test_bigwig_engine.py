@@ -11,9 +11,8 @@ from bwbytes import Section, build_bigwig
 
 pyBigWig = pytest.importorskip("pyBigWig")
 
-from epx.bigwig import BigWigReader, restrict_to_regions  # noqa: E402
 from epx.errors import TrackError  # noqa: E402
-from epx.windows import (  # noqa: E402
+from epx.features.windows import (  # noqa: E402
     DEFAULT_WINDOWS,
     STATS,
     BinSpec,
@@ -25,6 +24,7 @@ from epx.windows import (  # noqa: E402
     merge_windows,
     window_stats,
 )
+from epx.io.bigwig import BigWigReader, restrict_to_regions  # noqa: E402
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 TOL = 1e-6
@@ -197,7 +197,7 @@ def test_bin_matrix_matches_values(small_bw: Path, chrom: str, size: int) -> Non
     sign = np.where(strand == "-", -1, 1)
     spec = BinSpec(n_bins=20, bin_size=50)
     pb = pyBigWig.open(str(small_bw))
-    from epx.windows import bin_span
+    from epx.features.windows import bin_span
 
     lo, hi = bin_span(tss, sign, spec)
     lo, hi = np.clip(lo, 0, size), np.clip(hi, 0, size)

@@ -10,8 +10,8 @@ import pandas as pd
 from conftest import assert_user_error, write_bigwig, write_ml4g
 
 import epx
-from epx.genes import read_genes
-from epx.labels import read_labels
+from epx.io.genes import read_genes
+from epx.io.labels import read_labels
 
 
 def test_holdout_without_test_rows_scores_validation(demo_dataset, run, tmp_path):

@@ -13,7 +13,7 @@ from conftest import assert_user_error, demo_labels, write_bigwig, write_ml4g
 from scipy.stats import spearmanr
 
 import epx
-from epx.features import feature_catalogue
+from epx.features.derived import feature_catalogue
 from epx.featurize import FeaturizeParams
 
 

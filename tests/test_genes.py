@@ -7,7 +7,7 @@ import gzip
 import pytest
 from conftest import assert_user_error, write_ml4g
 
-from epx.genes import GENE_COLUMNS, detect_format, read_genes
+from epx.io.genes import GENE_COLUMNS, detect_format, read_genes
 
 
 def test_ml4g_tss_follows_strand(tmp_path):

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from conftest import assert_user_error
 
-from epx.genes import read_genes
-from epx.labels import derive_target, read_labels
+from epx.io.genes import read_genes
+from epx.io.labels import derive_target, read_labels
 
 
 def test_derived_targets():

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from conftest import assert_user_error, write_bed, write_bigwig
 
-from epx.chroms import alias_map, canonical_chrom
-from epx.manifest import read_manifest
+from epx.io.chroms import alias_map, canonical_chrom
+from epx.io.manifest import read_manifest
 
 
 def _tracks(tmp_path, chrom_names=("chr1", "chr2")):

@@ -10,8 +10,14 @@ import pandas as pd
 import pytest
 
 from epx.errors import TrackError
-from epx.peaks import PEAK_STATS, peak_features, peak_window_stats, read_peaks, tss_distance
-from epx.windows import DEFAULT_WINDOWS
+from epx.features.peaks import (
+    PEAK_STATS,
+    peak_features,
+    peak_window_stats,
+    read_peaks,
+    tss_distance,
+)
+from epx.features.windows import DEFAULT_WINDOWS
 
 PEAKS = [  # chrom, start, end, signalValue
     ("chr1", 100, 200, 5.0),

@@ -11,10 +11,10 @@ import textwrap
 import pytest
 from conftest import assert_user_error
 
-from epx.contract import FoldData
 from epx.errors import PluginError
-from epx.plugins import ModelSpec, coerce_param, discover, get_spec, read_param_config
-from epx.testing import check_model
+from epx.models.contract import FoldData
+from epx.models.plugins import ModelSpec, coerce_param, discover, get_spec, read_param_config
+from epx.models.testing import check_model
 
 
 def test_models_lists_the_example_plugin(run):
@@ -45,7 +45,7 @@ def _broken_plugins(tmp_path):
     (tmp_path / "epx_broken_import.py").write_text("import a_module_that_does_not_exist\n")
     (tmp_path / "epx_broken_obj.py").write_text("spec = 42\n")
     (tmp_path / "epx_broken_kind.py").write_text(textwrap.dedent("""
-        from epx.plugins import ModelSpec
+        from epx.models.plugins import ModelSpec
         spec = ModelSpec(name="badkind", description="x", input_kind="images", tasks=("regression",), model="m:C")
     """))
     return tmp_path
@@ -113,7 +113,7 @@ def test_conformance_check_catches_a_bad_model(tmp_path, monkeypatch):
 
 
 def test_ridge_learns(tmp_path):
-    from epx.testing import synthetic_fold
+    from epx.models.testing import synthetic_fold
 
     check_model("ridge", tmp_path)
     cls = get_spec("ridge").load_class()
@@ -130,7 +130,7 @@ def test_every_optional_hook_is_documented_and_used():
     """Like datasette's hook meta-tests: a hook the core calls must be documented and tested."""
     from conftest import ROOT
 
-    from epx.contract import OPTIONAL_HOOKS
+    from epx.models.contract import OPTIONAL_HOOKS
 
     docs = (ROOT / "docs" / "plugins.md").read_text()
     train_src = (ROOT / "epx" / "train.py").read_text()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 from conftest import assert_user_error
 
-from epx.genes import read_genes
+from epx.io.genes import read_genes
 from epx.split import iter_folds, make_split, read_split
 
 

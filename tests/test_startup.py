@@ -10,7 +10,7 @@ import pytest
 from conftest import ROOT
 
 HEAVY = ["pandas", "numpy", "torch", "lightgbm", "pyBigWig", "pybedtools", "pyarrow", "scipy",
-         "epx_example", "epx.genes", "epx.split"]
+         "epx_example", "epx.io.genes", "epx.split"]
 
 
 def test_import_cli_is_light():

@@ -26,10 +26,9 @@ from bwbytes import Section, bedgraph, build_bigwig
 from conftest import assert_user_error, write_ml4g
 
 import epx
-from epx.bigwig import BigWigReader, overlapping, restrict_overlapping, restrict_to_regions
 from epx.errors import TrackError
-from epx.peaks import peak_features, read_peaks
-from epx.windows import (
+from epx.features.peaks import peak_features, read_peaks
+from epx.features.windows import (
     STATS,
     BinSpec,
     ChromSignal,
@@ -40,6 +39,7 @@ from epx.windows import (
     pair_window_stats,
     window_stats,
 )
+from epx.io.bigwig import BigWigReader, overlapping, restrict_overlapping, restrict_to_regions
 
 pyBigWig = pytest.importorskip("pyBigWig")
 pybigtools = pytest.importorskip("pybigtools")

@@ -188,7 +188,7 @@ def test_plugin_input_kind_missing(demo_dataset, tmp_path):
     (tmp_path / "epx_binned_toy-0.1.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: epx-binned-toy\nVersion: 0.1\n")
     (tmp_path / "epx_binned_toy-0.1.dist-info" / "entry_points.txt").write_text("[epx.models]\nbinned-toy = epx_binned_toy:spec\n")
     (tmp_path / "epx_binned_toy.py").write_text(textwrap.dedent("""
-        from epx.plugins import ModelSpec
+        from epx.models.plugins import ModelSpec
         spec = ModelSpec(name="binned-toy", description="toy", input_kind="binned", tasks=("rank",), model="x:Y")
     """))
     ds = tmp_path / "nobins"
@@ -216,7 +216,7 @@ def _fake_run(path, genes: pd.DataFrame, cell: str, values: np.ndarray):
 
 
 def test_stack_and_submit_refusals(tmp_path, run, small_genes):
-    from epx.genes import read_genes
+    from epx.io.genes import read_genes
 
     genes = read_genes(small_genes)
     a = _fake_run(tmp_path / "a", genes, "X3", np.linspace(0, 1, len(genes)))
@@ -235,7 +235,7 @@ def test_stack_and_submit_refusals(tmp_path, run, small_genes):
 
 @pytest.mark.shared_data
 def test_submission_round_trip_ml4g(shared, tmp_path, run):
-    from epx.genes import read_genes
+    from epx.io.genes import read_genes
 
     info = shared / "ml4g_cage" / "X3_test_info.tsv"
     genes = read_genes(info)

@@ -1,6 +1,6 @@
 """The example plugin runs epx's conformance check, as any third-party plugin should."""
 
-from epx.testing import check_model
+from epx.models.testing import check_model
 
 
 def test_ridge_conforms(tmp_path):

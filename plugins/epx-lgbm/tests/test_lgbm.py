@@ -11,10 +11,10 @@ import pytest
 from epx_lgbm import spec
 from epx_lgbm.model import LGBMModel
 
-from epx.contract import FoldData
 from epx.errors import PluginError
-from epx.labels import derive_target
-from epx.testing import check_model
+from epx.io.labels import derive_target
+from epx.models.contract import FoldData
+from epx.models.testing import check_model
 
 # Names LightGBM itself would reject (JSON characters, spaces): the model maps them internally.
 FEATURES = ["DNase:tss", "H3K27ac [gene]", 'H3K4me3 "tss"', "noise_a", "noise_b", "noise_c"]

@@ -4,7 +4,7 @@ This module is what the ``epx.models`` entry point loads: it must stay light (no
 because ``epx models`` imports every plugin's spec.
 """
 
-from epx.plugins import ModelSpec
+from epx.models.plugins import ModelSpec
 
 spec = ModelSpec(
     name="ridge",

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from epx.contract import FoldData
+from epx.models.contract import FoldData
 
 
 class RidgeModel:

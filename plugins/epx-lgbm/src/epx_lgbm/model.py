@@ -42,8 +42,8 @@ from typing import Any
 import lightgbm as lgb
 import numpy as np
 
-from epx.contract import FoldData
 from epx.errors import PluginError
+from epx.models.contract import FoldData
 
 FORMAT_VERSION = 1
 SMALL_DATA_ROWS = 10_000  # n_jobs=0 trains on one thread below this: threads cost more than they gain

@@ -135,13 +135,13 @@ def track_overview(path: str | Path, kind: str) -> tuple[set[str], str]:
     ``BED9``, ...), read with epx's own readers, which validate the file and refuse damage in
     one line (pyBigWig's C library crashes the process on some damaged files)."""
     if kind == "bigwig":
-        from epx.bigwig import BigWigReader
-        from epx.chroms import alias_map
+        from epx.io.bigwig import BigWigReader
+        from epx.io.chroms import alias_map
 
         with BigWigReader(path) as reader:
             alias_map(reader.chroms(), path=path)  # one chromosome spelled two ways is refused
             return set(reader.chroms()), "bigWig"
-    from epx.peaks import bed_overview
+    from epx.io.bed import bed_overview
 
     names, flavour, _col = bed_overview(path)
     return names, flavour
@@ -155,7 +155,7 @@ def check_gene_chroms(
     Returns ``{track label: [gene chromosomes absent from that track]}`` for the caller to warn
     about; fills ``formats`` (track label -> file format) when given.
     """
-    from epx.chroms import canonical_chrom
+    from epx.io.chroms import canonical_chrom
 
     gene_chroms = set(genes["chrom"].unique())
     missing_by_track: dict[str, list[str]] = {}

@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from epx.contract import INPUT_KINDS, TASKS
 from epx.errors import PluginError
+from epx.models.contract import INPUT_KINDS, TASKS
 
 ENTRY_POINT_GROUP = "epx.models"
 

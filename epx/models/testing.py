@@ -1,7 +1,7 @@
 """Conformance checks any model plugin can run in its own tests (like scikit-learn's
 ``check_estimator``)::
 
-    from epx.testing import check_model
+    from epx.models.testing import check_model
     def test_conforms(tmp_path):
         check_model("ridge", tmp_path)
 
@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.contract import INPUT_KINDS, FoldData
-from epx.plugins import ModelSpec, get_spec
+from epx.models.contract import INPUT_KINDS, FoldData
+from epx.models.plugins import ModelSpec, get_spec
 
 
 def synthetic_fold(input_kind: str, n: int, task: str, seed: int = 0, n_features: int = 8) -> FoldData:

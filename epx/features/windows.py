@@ -2,7 +2,7 @@
 
 The engine behind ``epx featurize`` for bigWig tracks. Each chromosome's data arrive once as sorted,
 non-overlapping intervals (``starts``, ``ends``, ``values``) restricted to the merged windows
-(see :mod:`epx.bigwig`). Each window's interval range comes from ``np.searchsorted``; sums,
+(see :mod:`epx.io.bigwig`). Each window's interval range comes from ``np.searchsorted``; sums,
 minima and maxima over the ranges of *all* windows come from one ``ufunc.reduceat`` call per
 quantity (windows sorted by first interval, so the work is O(intervals + window overlaps)); the
 partially covered intervals at window edges are corrected separately. There is no per-window
@@ -12,7 +12,7 @@ Semantics (match pyBigWig ``bw.stats(chrom, s, e, type=..., exact=True)``):
 
 * Bases without data are *missing*: ``mean``, ``std``, ``min``, ``max`` and ``slope`` use covered
   bases only; ``sum`` is the sum over covered bases; ``coverage`` = covered bases / window length.
-* A non-finite value (NaN, +-inf) is no data (the reader drops it, see :mod:`epx.bigwig`): its
+* A non-finite value (NaN, +-inf) is no data (the reader drops it, see :mod:`epx.io.bigwig`): its
   bases are uncovered for every statistic and every bin. Here pyBigWig differs (its mean, std and
   sum become NaN), and that is the point: one NaN base must not erase a window.
 * Overlapping items (a file's items, e.g. fixedStep with span > step) each count, as in libBigWig's
@@ -58,14 +58,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.bigwig import (
+from epx.io.bigwig import (
     BigWigReader,
     _ranges,
     merge_regions,
     overlapping,
     restrict_to_regions,
 )
-from epx.chroms import alias_map
+from epx.io.chroms import alias_map
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "sum", "coverage", "slope")
 _EPS = np.finfo(np.float64).eps

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from epx.chroms import canonical_chrom
 from epx.errors import GeneTableError, require_file
+from epx.io.chroms import canonical_chrom
 
 GENE_COLUMNS = ["gene_id", "gene_name", "chrom", "start", "end", "strand", "tss"]
 FORMATS = ("ml4g", "bed", "gtf", "tss-tsv")

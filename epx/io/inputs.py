@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from epx.genes import read_genes
-from epx.labels import parse_label_option, read_label_files
-from epx.manifest import check_gene_chroms, read_manifest
+from epx.io.genes import read_genes
+from epx.io.labels import parse_label_option, read_label_files
+from epx.io.manifest import check_gene_chroms, read_manifest
 
 
 @dataclass
@@ -78,17 +78,3 @@ def select_tracks(tracks: pd.DataFrame, assays: Sequence[str], cells: Sequence[s
         tracks = tracks[tracks[column].isin(wanted)]
     return tracks.reset_index(drop=True)
 
-
-def load_split_input(
-    path: str | Path, labels: Sequence[str], build: str | None
-) -> tuple[pd.DataFrame, list[str], pd.DataFrame | None]:
-    """A gene table or a dataset directory -> (genes, cell lines, labels)."""
-    p = Path(path)
-    if p.is_dir():
-        from epx.dataset import load_dataset
-
-        ds = load_dataset(p)
-        return ds.genes, list(ds.cell_lines), ds.labels
-    inputs = load_inputs([p], labels=labels, build=build)
-    cells = sorted(inputs.labels["cell_line"].unique()) if inputs.labels is not None else []
-    return inputs.genes, cells, inputs.labels
