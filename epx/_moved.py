@@ -23,6 +23,7 @@ MOVED = {
     "epx.chroms": "epx.io.chroms",
     "epx.bigwig": "epx.io.bigwig",
     "epx.inputs": "epx.io.inputs",
+    "epx.atomic": "epx.outputs",
     "epx.windows": "epx.features.windows",
     "epx.peaks": "epx.features.peaks",
     "epx.featurize": "epx.featurize",

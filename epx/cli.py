@@ -19,20 +19,32 @@ from epx.errors import EpxError
 
 
 class _EpxGroup(typer.core.TyperGroup):
-    """Turns an EpxError from any command into one red line on stderr and exit code 2."""
+    """Turns an expected failure into one red line on stderr: an EpxError (bad input, exit 2) or a
+    failure of the environment such as a read-only or full disk (OSError, MemoryError; exit 1).
+    The traceback only with --debug."""
 
     def invoke(self, ctx):  # type: ignore[no-untyped-def]
         try:
             return super().invoke(ctx)
         except EpxError as err:
-            if _state["debug"]:
-                import traceback
+            _fail(str(err), err.exit_code)
+        except OSError as err:
+            from epx.errors import describe_os_error
 
-                traceback.print_exc()
-            from epx import console
+            _fail(describe_os_error(err), 1)
+        except MemoryError:
+            _fail("out of memory; use fewer --workers, fewer genes or tracks per run, or a larger machine", 1)
 
-            console.error(str(err))
-            raise typer.Exit(err.exit_code) from None
+
+def _fail(message: str, code: int) -> None:
+    if _state["debug"]:
+        import traceback
+
+        traceback.print_exc()
+    from epx import console
+
+    console.error(message)
+    raise typer.Exit(code) from None
 
 
 app = typer.Typer(
@@ -201,15 +213,15 @@ def split(
 ) -> None:
     """Assign every (gene, cell line) to folds or roles; all models train on these folds."""
     from epx import console
-    from epx.atomic import atomic_file, check_output
     from epx.errors import SplitError
+    from epx.outputs import atomic_file, check_output
     from epx.split import RANDOM_WARNING, load_split_input, make_split, summarize, write_split
 
     chosen = [n for n, v in (("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout), ("--random", random)) if v]
     if len(chosen) != 1:
         raise SplitError("choose exactly one of --loco, --chr-kfold K, --holdout VAL_CHROMS, --random K"
                          + (f" (got {', '.join(chosen)})" if chosen else ""))
-    check_output(output, force)
+    check_output(output, force, "split")
     genes, dataset_cells, label_table = load_split_input(input, labels or [], build)
     from epx.io.chroms import parse_chrom_list
 
@@ -227,7 +239,7 @@ def split(
     )
     if scheme == "random":
         console.warn(RANDOM_WARNING)
-    with atomic_file(output, force=force) as tmp:
+    with atomic_file(output, "split", force=force) as tmp:
         write_split(table, tmp)
     summary = summarize(table, label_table)
     fixed = sorted(set(table.loc[table["fold"] == "test", "chrom"]))

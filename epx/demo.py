@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import pyBigWig
 
-from epx.atomic import atomic_dir
 from epx.errors import EpxError
+from epx.outputs import atomic_dir
 
 CELL_LINES: tuple[str, ...] = ("X1", "X2", "X3")
 ASSAYS: tuple[str, ...] = ("H3K27ac", "H3K4me3", "H3K27me3", "H3K36me3", "H3K4me1", "H3K9me3", "DNase")
@@ -582,7 +582,7 @@ def write_demo(
     directory = Path(directory)
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
-    with atomic_dir(directory, force=force) as tmp:
+    with atomic_dir(directory, "demo", force=force) as tmp:
         rng = np.random.default_rng([seed, 0])
         say(f"placing {n_genes} genes on {len(CHROM_SIZES)} chromosomes")
         genes = _make_genes(rng, n_genes)

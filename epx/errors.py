@@ -69,3 +69,12 @@ def require_file(path: str | Path, what: str = "file") -> Path:
     if not p.is_file():
         raise InputFileError(f"{what} is not a regular file", path=p)
     return p
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for a failure of the environment (read-only or full disk, missing directory)."""
+    reason = err.strerror or (str(err).splitlines() or [type(err).__name__])[0]
+    where = str(err.filename) if err.filename else ""
+    if err.filename2:
+        where += f" -> {err.filename2}"
+    return f"{where}: {reason}" if where else reason

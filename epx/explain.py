@@ -30,7 +30,10 @@ def top_features(run_dir: str | Path, top: int = 20) -> pd.DataFrame:
 
 
 def plot_top_features(table: pd.DataFrame, path: str | Path, title: str) -> None:
+    """Write the bar chart atomically; an existing plot is replaced only if epx wrote it."""
     import matplotlib
+
+    from epx.outputs import atomic_file, png_metadata
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -42,5 +45,8 @@ def plot_top_features(table: pd.DataFrame, path: str | Path, title: str) -> None
     ax.set_xlabel("mean |SHAP| on test rows" if key == "mean_abs_shap" else "mean gain importance")
     ax.set_title(title)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    try:
+        with atomic_file(path, "plot", force=True, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png", metadata=png_metadata())
+    finally:
+        plt.close(fig)

@@ -21,9 +21,8 @@ import numpy as np
 import pandas as pd
 
 from epx import console
-from epx.atomic import atomic_dir
 from epx.dataset import META_FILE, file_fingerprint, write_dataset
-from epx.errors import EpxError, OutputExistsError
+from epx.errors import EpxError
 from epx.features.derived import (
     derive_features,
     feature_catalogue,
@@ -32,6 +31,7 @@ from epx.features.derived import (
 )
 from epx.features.windows import STATS, BinSpec, WindowSpec
 from epx.io.inputs import load_inputs
+from epx.outputs import atomic_dir, check_output
 
 BW_STATS = tuple(s for s in STATS)  # mean, std, min, max, sum, coverage, slope
 SLOPE_WINDOWS = ("tss", "body")  # slopes are only meaningful along the TSS window and the body
@@ -170,11 +170,77 @@ def featurize(
     tracks = inputs.manifest
     assert tracks is not None
     fingerprint = _fingerprint([Path(g) for g in genes], Path(manifest), labels, tracks, params, build)
-    if output.exists() and not force:
-        if _is_up_to_date(output, fingerprint):
-            return {"up_to_date": True, "dataset": str(output)}
-        raise OutputExistsError(output)
+    if output.exists() and not force and _is_up_to_date(output, fingerprint):
+        return {"up_to_date": True, "dataset": str(output)}
+    check_output(output, force, "dataset")  # before the work: foreign files, writability
+    with atomic_dir(output, "dataset", force=force) as tmp:  # locked until the dataset is in place
+        gene_table, cells, assays, bins, feature_names = _compute_and_write(
+            tmp, inputs, tracks, params, build, fingerprint, workers, progress)
+    return {
+        "up_to_date": False,
+        "dataset": str(output),
+        "genes": len(gene_table),
+        "cell_lines": cells,
+        "assays": assays,
+        "features": len(feature_names),
+        "bins": None if bins is None else list(bins.shape),
+    }
 
+
+def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
+    return list(dict.fromkeys(tracks.loc[tracks["kind"] == kind, "assay"]))
+
+
+def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
+    """Chromosome sizes per cell line from its bigWig headers (BED files know none)."""
+    from epx.io.bigwig import BigWigReader
+
+    out: dict[str, dict[str, int]] = {}
+    for r in tracks[tracks["kind"] == "bigwig"].itertuples():
+        with BigWigReader(r.path) as reader:
+            out.setdefault(r.cell_line, {}).update(reader.chroms())
+    return out
+
+
+def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results: dict, params: FeaturizeParams):
+    """Per-cell feature tables (missing assays -> NaN columns) and the binned-track array."""
+    frames = []
+    columns: list[str] = []
+    for (_cell, assay, kind), (table, _b, _c) in results.items():
+        tag = "bw" if kind == "bigwig" else "bed"
+        for c in table.columns:
+            name = f"{assay}.{tag}.{c}"
+            if name not in columns:
+                columns.append(name)
+    order = sorted(columns, key=lambda c: (assays.index(c.split(".")[0]), c.split(".")[1], columns.index(c)))
+    for cell in cells:
+        parts = {}
+        for (c, assay, kind), (table, _b, _cov) in results.items():
+            if c != cell:
+                continue
+            tag = "bw" if kind == "bigwig" else "bed"
+            for col in table.columns:
+                parts[f"{assay}.{tag}.{col}"] = table[col].to_numpy()
+        frame = pd.DataFrame({name: parts.get(name, np.full(len(genes), np.nan)) for name in order})
+        frame.insert(0, "cell_line", cell)
+        frame.insert(0, "gene_id", genes["gene_id"].to_numpy())
+        frames.append(frame)
+    raw = pd.concat(frames, ignore_index=True)
+
+    bins = cov = None
+    if params.bins and any(kind == "bigwig" for (_c, _a, kind) in results):
+        bins = np.zeros((len(genes), len(cells), len(assays), params.n_bins), dtype=np.float32)
+        cov = np.zeros_like(bins, dtype=np.float16)
+        for (cell, assay, kind), (_t, b, c) in results.items():
+            if kind == "bigwig" and b is not None:
+                bins[:, cells.index(cell), assays.index(assay)] = b
+                cov[:, cells.index(cell), assays.index(assay)] = c
+    return raw, bins, cov
+
+
+def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: FeaturizeParams, build: str | None,
+                       fingerprint: dict[str, Any], workers: int | None, progress: bool):
+    """Run every track job, assemble and normalise, and write the dataset files into ``tmp``."""
     gene_table = inputs.genes
     cells = list(dict.fromkeys(tracks["cell_line"]))
     assays = list(dict.fromkeys(tracks["assay"]))
@@ -243,66 +309,6 @@ def featurize(
             "uncovered": "bases without data count as 0 in a bin; bins_coverage.npy records the covered fraction",
         }
     label_table = inputs.labels
-    with atomic_dir(output, force=True) as tmp:
-        write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised,
-                      features_raw=raw, bins=bins, bins_coverage=bins_cov)
-    return {
-        "up_to_date": False,
-        "dataset": str(output),
-        "genes": len(gene_table),
-        "cell_lines": cells,
-        "assays": assays,
-        "features": len(feature_names),
-        "bins": None if bins is None else list(bins.shape),
-    }
-
-
-def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
-    return list(dict.fromkeys(tracks.loc[tracks["kind"] == kind, "assay"]))
-
-
-def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
-    """Chromosome sizes per cell line from its bigWig headers (BED files know none)."""
-    from epx.io.bigwig import BigWigReader
-
-    out: dict[str, dict[str, int]] = {}
-    for r in tracks[tracks["kind"] == "bigwig"].itertuples():
-        with BigWigReader(r.path) as reader:
-            out.setdefault(r.cell_line, {}).update(reader.chroms())
-    return out
-
-
-def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results: dict, params: FeaturizeParams):
-    """Per-cell feature tables (missing assays -> NaN columns) and the binned-track array."""
-    frames = []
-    columns: list[str] = []
-    for (_cell, assay, kind), (table, _b, _c) in results.items():
-        tag = "bw" if kind == "bigwig" else "bed"
-        for c in table.columns:
-            name = f"{assay}.{tag}.{c}"
-            if name not in columns:
-                columns.append(name)
-    order = sorted(columns, key=lambda c: (assays.index(c.split(".")[0]), c.split(".")[1], columns.index(c)))
-    for cell in cells:
-        parts = {}
-        for (c, assay, kind), (table, _b, _cov) in results.items():
-            if c != cell:
-                continue
-            tag = "bw" if kind == "bigwig" else "bed"
-            for col in table.columns:
-                parts[f"{assay}.{tag}.{col}"] = table[col].to_numpy()
-        frame = pd.DataFrame({name: parts.get(name, np.full(len(genes), np.nan)) for name in order})
-        frame.insert(0, "cell_line", cell)
-        frame.insert(0, "gene_id", genes["gene_id"].to_numpy())
-        frames.append(frame)
-    raw = pd.concat(frames, ignore_index=True)
-
-    bins = cov = None
-    if params.bins and any(kind == "bigwig" for (_c, _a, kind) in results):
-        bins = np.zeros((len(genes), len(cells), len(assays), params.n_bins), dtype=np.float32)
-        cov = np.zeros_like(bins, dtype=np.float16)
-        for (cell, assay, kind), (_t, b, c) in results.items():
-            if kind == "bigwig" and b is not None:
-                bins[:, cells.index(cell), assays.index(assay)] = b
-                cov[:, cells.index(cell), assays.index(assay)] = c
-    return raw, bins, cov
+    write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised,
+                  features_raw=raw, bins=bins, bins_coverage=bins_cov)
+    return gene_table, cells, assays, bins, feature_names

@@ -331,13 +331,13 @@ def import_deepchrome(
 
     Returns a summary for display; ``summary["warnings"]`` lists one-line warnings.
     """
-    from epx.atomic import atomic_dir, check_output
     from epx.dataset import file_fingerprint, log1p_zscore, write_dataset
     from epx.io.genes import GENE_COLUMNS, read_genes
+    from epx.outputs import atomic_dir, check_output
     from epx.split import SPLIT_COLUMNS, validate_split, write_split
 
     output = Path(output)
-    check_output(output, force)  # fail fast; atomic_dir checks again before writing
+    check_output(output, force, "dataset")  # fail fast; atomic_dir checks again before writing
     marks = [m.strip() for m in marks if m.strip()]
     if not marks:
         raise EpxError("--marks must name the mark columns in file order, e.g. H3K4me1,H3K4me3,H3K9me3,H3K27me3,H3K36me3")
@@ -549,7 +549,7 @@ def import_deepchrome(
         },
     }
 
-    with atomic_dir(output, force) as tmp:
+    with atomic_dir(output, "dataset", force) as tmp:
         write_dataset(tmp, genes=genes, labels=labels, meta=meta, features=features,
                       features_raw=features_raw, bins=bins, bins_coverage=coverage)
         if split is not None:

@@ -24,9 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from epx.atomic import atomic_dir, check_output
 from epx.errors import EpxError, InputFileError
 from epx.metrics import evaluate
+from epx.outputs import atomic_dir, check_output
 
 RULES = ("seed", "mean", "rank-mean", "nnls")
 KEYS = ["gene_id", "cell_line"]
@@ -138,7 +138,7 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
         raise EpxError("stack needs at least two run directories")
     if rule not in RULES:
         raise EpxError(f"unknown stacking rule {rule!r}; use one of {', '.join(RULES)}")
-    output = check_output(output, force, kind="dir")
+    output = check_output(output, force, "stack")
     resolved = [Path(p).resolve() for p in run_dirs]
     if len(set(resolved)) < len(resolved):
         raise EpxError("the same run is listed twice; stack distinct runs")
@@ -180,7 +180,7 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
                "weights": None if weights is None else weights.tolist(), "comparison": comparison}
     config = {"kind": "stack", "task": task, "target": target, "rule": rule, "threshold": threshold, "runs": summary["runs"],
               "weights": summary["weights"], "model": "stack"}
-    with atomic_dir(output, force=force) as tmp:
+    with atomic_dir(output, "stack", force=force) as tmp:
         stacked_oof.to_parquet(tmp / "oof.parquet", index=False)
         stacked_test.to_parquet(tmp / "test.parquet", index=False)
         (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")

@@ -13,9 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from epx.atomic import atomic_file
 from epx.errors import EpxError
 from epx.io.genes import read_genes
+from epx.outputs import atomic_file
 from epx.stack import read_run
 
 CSV_NAME = "gex_predicted.csv"
@@ -63,7 +63,7 @@ def write_submission(run_dir: str | Path, cell: str, genes_path: str | Path, las
             raise EpxError(f"{name} must be a non-empty name without spaces or slashes, got {value!r}")
     table = submission_table(run_dir, cell, genes_path)
     zip_path = Path(out_dir) / f"{last}_{first}_Project1.zip"
-    with atomic_file(zip_path, force=force, suffix=".zip") as tmp:
+    with atomic_file(zip_path, "submission", force=force, suffix=".zip") as tmp:
         with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             zf.writestr(CSV_NAME, table.to_csv(index=True))
     v = table["gex_predicted"]

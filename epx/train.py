@@ -31,13 +31,13 @@ import pandas as pd
 
 from epx import console
 from epx._version import __version__
-from epx.atomic import atomic_dir, check_output
 from epx.dataset import Dataset, load_dataset
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate
 from epx.models.contract import FoldData
 from epx.models.plugins import ModelSpec, get_spec
+from epx.outputs import atomic_dir, check_output
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
@@ -221,7 +221,7 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the CV loop and write RUN_DIR; returns the metrics summary."""
-    output = check_output(output, force, kind="dir")
+    output = check_output(output, force, "run")
     if Path(output).resolve() == Path(dataset).resolve():
         raise EpxError("the run directory must differ from the dataset directory", path=output)
     ds = load_dataset(dataset)
@@ -250,7 +250,7 @@ def train(
     log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"]
     oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []
     started = time.perf_counter()
-    with atomic_dir(output, force=force) as tmp:
+    with atomic_dir(output, "run", force=force) as tmp:
         with console.progress(progress) as bar:
             task_id = bar.add_task(f"train {spec.name} ({len(folds)} folds)", total=len(folds))
             for fold in folds:

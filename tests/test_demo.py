@@ -220,9 +220,12 @@ def test_deterministic_refuses_and_overwrites(demo, tmp_path):
         write_demo(again, n_genes=400, seed=1)
     assert (again / "genes.tsv").read_bytes() == (out / "genes.tsv").read_bytes()
 
-    (again / "stale.txt").write_text("left over")
+    (again / "thesis.tex").write_text("a user's file")  # --force never deletes what epx did not write
+    with pytest.raises(EpxError, match="holds thesis.tex, which epx did not write"):
+        write_demo(again, n_genes=400, seed=1, force=True)
+    assert (again / "thesis.tex").read_text() == "a user's file"
+    (again / "thesis.tex").unlink()
     write_demo(again, n_genes=400, seed=1, force=True)
-    assert not (again / "stale.txt").exists()
     assert (again / "genes.tsv").read_bytes() != (out / "genes.tsv").read_bytes()
     assert (again / "labels" / "X1.tsv").read_bytes() != (out / "labels" / "X1.tsv").read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["again"]

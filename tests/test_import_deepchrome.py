@@ -245,8 +245,12 @@ def test_existing_output_and_bad_expr(tmp_path, deepdiff, run):
     (out / "mine.txt").write_text("keep")
     assert_user_error(_import(run, tmp_path, deepdiff), str(out), "--force")
     assert [p.name for p in out.iterdir()] == ["mine.txt"] and (out / "mine.txt").read_text() == "keep"
+    assert_user_error(_import(run, tmp_path, deepdiff, extra=("--force",)), "not written by epx")
+    assert [p.name for p in out.iterdir()] == ["mine.txt"]
+    (out / "mine.txt").unlink()
+    assert _import(run, tmp_path, deepdiff).exit_code == 0  # an empty directory is fine without --force
     assert _import(run, tmp_path, deepdiff, extra=("--force",)).exit_code == 0
-    assert load_dataset(out).has_binned and not (out / "mine.txt").exists()
+    assert load_dataset(out).has_binned
 
     for bad, fragment in (("Cell1", "CELL=FILE"), ("=x.csv", "CELL=FILE"),
                           (f"Cell9={deepdiff / 'Cell1.expr.csv'}", "'Cell9', which has no input file"),
