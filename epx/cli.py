@@ -359,6 +359,32 @@ def train(
     console.info(f"wrote {output}")
 
 
+@app.command(short_help="Apply a trained run to new data.")
+def predict(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory (epx train).", metavar="RUN")],
+    dataset: Annotated[Path, typer.Argument(help="Dataset to predict (epx featurize), e.g. a new cell line.", metavar="DATASET")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="Prediction directory to write.", metavar="DIR")],
+    cells: Annotated[list[str] | None, typer.Option("--cells", help="Only these cell lines of the dataset.", metavar="CELLS",
+                                                    autocompletion=complete_cell)] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if epx wrote it.")] = False,
+) -> None:
+    """Predict every (gene, cell line) of DATASET with RUN's fold models (their mean); scores the
+    predictions when DATASET has labels. `epx submit` and `epx report` accept the output."""
+    from epx import console
+    from epx.predict import predict as run_predict
+
+    s = run_predict(run_dir, dataset, output, cells=_split_list(cells), force=force)
+    rows = [["rows", f"{s['rows']:,} ({', '.join(s['cell_lines'])})"], ["fold models averaged", str(s["folds"])]]
+    if s["trained_on"]:
+        rows.append(["trained on (in-sample, not scored)", f"{s['trained_on']:,}"])
+    console.table(f"Predictions of {run_dir} on {dataset}", ["", "value"], rows)
+    if s["metrics"]:
+        keys = [k for k in next(iter(s["metrics"]["by_cell_line"].values()), {}) if k != "n"]
+        console.table("Metrics", ["cell line", "n", *keys], [[c, _fmt(m["n"]), *[_fmt(m[k]) for k in keys]]
+                                                           for c, m in s["metrics"]["by_cell_line"].items()])
+    console.info(f"wrote {output}")
+
+
 def _print_metrics(summary: dict, title: str) -> None:
     from epx import console
 

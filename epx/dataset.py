@@ -35,6 +35,7 @@ from epx.errors import DatasetError
 
 DATASET_FORMAT = 1
 META_FILE = "dataset.json"
+GEOMETRY_KEYS = ("tss_window", "tss_mode", "promoter", "flank", "n_bins", "bin_size")
 
 
 def file_fingerprint(path: str | Path, chunk: int = 1 << 22) -> dict[str, Any]:
@@ -97,6 +98,14 @@ def _json_default(obj: Any) -> Any:
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def dataset_geometry(meta: dict[str, Any]) -> dict[str, Any]:
+    """The featurize geometry a model depends on (windows and bins), from ``dataset.json``."""
+    params = dict(meta.get("params") or {})
+    params.setdefault("n_bins", meta.get("n_bins"))
+    params.setdefault("bin_size", meta.get("bin_size"))
+    return {k: params[k] for k in GEOMETRY_KEYS if params.get(k) is not None}
 
 
 @dataclass
@@ -165,9 +174,19 @@ class Dataset:
         arr = np.load(self.path / "bins.npy", mmap_mode="r")
         if not normalised:
             return arr
-        stats = self.meta["bins_normalisation"]
-        mean = np.asarray(stats["mean"], dtype=np.float32)[None, :, :, None]
-        sd = np.asarray(stats["sd"], dtype=np.float32)[None, :, :, None]
+        return self.bin_rows(slice(None), slice(None), normalised=True)
+
+    def bin_rows(self, gene_pos: Any, cell_pos: Any, normalised: bool = False) -> np.ndarray:
+        """Binned tracks (rows, assays, bins) of chosen (gene, cell line) rows, read from the
+        memory-mapped array and normalised for those rows only (models stream batches of rows)."""
+        if not self.has_binned:
+            raise DatasetError("this dataset has no binned tracks", path=self.path)
+        arr = np.asarray(np.load(self.path / "bins.npy", mmap_mode="r")[gene_pos, cell_pos], dtype=np.float32)
+        if not normalised:
+            return arr
+        stats = self.meta["bins_normalisation"]  # per (cell line, assay), recorded at featurize time
+        mean = np.asarray(stats["mean"], dtype=np.float32)[cell_pos][..., None]
+        sd = np.asarray(stats["sd"], dtype=np.float32)[cell_pos][..., None]
         return ((np.log1p(np.clip(arr, 0, None)) - mean) / sd).astype(np.float32)
 
     def bins_coverage(self) -> np.ndarray:

@@ -33,8 +33,11 @@ KEYS = ["gene_id", "cell_line"]
 
 
 def read_run(path: str | Path) -> dict[str, Any]:
-    """A run or stack directory's predictions and config."""
+    """A run, stack or prediction directory's predictions and config."""
     p = Path(path)
+    if (p / "predictions.parquet").is_file() and (p / "config.json").is_file():  # epx predict: no oof rows
+        preds = pd.read_parquet(p / "predictions.parquet")
+        return {"path": p, "config": json.loads((p / "config.json").read_text()), "oof": preds.iloc[:0], "test": preds}
     if not (p / "oof.parquet").is_file() or not (p / "config.json").is_file():
         raise InputFileError("not an epx run directory (no oof.parquet/config.json); make one with epx train", path=p)
     return {

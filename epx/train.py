@@ -31,7 +31,7 @@ import pandas as pd
 
 from epx import console
 from epx._version import __version__
-from epx.dataset import Dataset, load_dataset
+from epx.dataset import Dataset, dataset_geometry, load_dataset
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate
@@ -277,6 +277,7 @@ def train(
             "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
             "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
             "input_kind": spec.input_kind, "features": inp.feature_names,
+            "assays": ds.assays, "geometry": dataset_geometry(ds.meta),  # what epx predict checks
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         split.to_csv(tmp / "split.tsv", sep="\t", index=False)

@@ -1,0 +1,244 @@
+"""``epx predict``: apply a trained run to data it never saw (a new cell line, a study featurized later).
+
+The run's fold models are averaged as ``test.parquet`` averages them (inner models first, then
+folds). Inputs are matched by name (features for tabular models, assays for binned ones) and must
+come from the same featurize geometry; the first difference is refused in one line. New data is
+normalised as the training data was: features and bins are log1p + z-scored per cell line at
+featurize time, so a cell line's inputs never depend on which cell lines were trained on.
+
+    OUT/
+      predictions.parquet   gene_id, gene_name, cell_line, chrom, y_pred[, proba, y_score][, y_true], trained_on
+      metrics.json          per cell line, when the dataset has labels
+      config.json           the run, the dataset, the models averaged
+
+``trained_on`` marks rows the run was trained on (same dataset, a training row of its split):
+their predictions are in-sample, and ``epx submit`` refuses them.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from epx import console
+from epx._version import __version__
+from epx.dataset import Dataset, dataset_geometry, load_dataset
+from epx.errors import DatasetError, EpxError, InputFileError, PluginError
+from epx.metrics import evaluate
+from epx.models.contract import FoldData
+from epx.models.plugins import ModelSpec, get_spec
+from epx.outputs import atomic_dir, check_output
+
+CHUNK_ROWS = 4096  # rows per model call: binned inputs are normalised per chunk, never all at once
+
+
+def read_run_config(run_dir: Path) -> dict[str, Any]:
+    path = run_dir / "config.json"
+    if not run_dir.is_dir():
+        raise InputFileError("run directory not found", path=run_dir)
+    if not path.is_file() or not (run_dir / "models").is_dir():
+        raise InputFileError("not an epx run (no config.json and models/); make one with epx train", path=run_dir)
+    try:
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise InputFileError(f"corrupt config.json ({exc})", path=run_dir) from None
+
+
+def run_spec(run_dir: Path, config: dict[str, Any]) -> ModelSpec:
+    """The run's model spec, or one line saying which plugin to install."""
+    name = config.get("model", "?")
+    try:
+        return get_spec(name)
+    except PluginError as exc:
+        raise PluginError(f"{run_dir}: trained with model {name!r} ({config.get('plugin') or 'unknown plugin'}), "
+                          f"which cannot be used here: {exc}") from None
+
+
+def training_inputs(config: dict[str, Any]) -> dict[str, Any]:
+    """What the run's inputs were: assays and featurize geometry (older runs: from their dataset)."""
+    if "assays" in config and "geometry" in config:
+        return {"assays": config["assays"], "geometry": config["geometry"]}
+    meta_path = Path(config.get("dataset", "")) / "dataset.json"
+    if meta_path.is_file():
+        meta = json.loads(meta_path.read_text())
+        return {"assays": meta.get("assays", []), "geometry": dataset_geometry(meta)}
+    return {"assays": None, "geometry": {}}
+
+
+def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
+    """Refuse, naming the first difference, a dataset the run's models cannot read."""
+    kind = config.get("input_kind", "tabular")
+    if kind not in ds.input_kinds:
+        raise DatasetError(f"run {run_dir} needs {kind} inputs; this dataset has {', '.join(ds.input_kinds) or 'none'} "
+                           f"(re-run epx featurize{' without --no-bins' if kind == 'binned' else ''})", path=ds.path)
+    trained = training_inputs(config)
+    if trained["assays"] is not None:
+        missing = [a for a in trained["assays"] if a not in ds.assays]
+        if missing:
+            raise DatasetError(f"lacks assay {missing[0]!r} that run {run_dir} was trained on "
+                               f"(run: {', '.join(trained['assays'])}; dataset: {', '.join(ds.assays)})", path=ds.path)
+    mine = dataset_geometry(ds.meta)
+    for key, value in trained["geometry"].items():
+        if kind == "tabular" and key in ("n_bins", "bin_size"):
+            continue  # tabular features do not depend on the bins
+        if key in mine and mine[key] != value:
+            option = "--" + key.replace("_", "-").replace("n-bins", "bins")
+            raise DatasetError(f"was featurized with {option} {mine[key]}, run {run_dir} with {value}; "
+                               f"featurize the new data with {option} {value}", path=ds.path)
+    if kind == "tabular":
+        have = set(ds.feature_names)
+        missing = [f for f in config.get("features", []) if f not in have]
+        if missing:
+            raise DatasetError(f"lacks feature {missing[0]!r} that run {run_dir} was trained on "
+                               f"({len(missing)} of {len(config['features'])} missing)", path=ds.path)
+
+
+def _fold_members(run_dir: Path) -> dict[str, list[Path]]:
+    """Model directories grouped by outer fold: ``fold_NAME`` or ``fold_NAME_innerJ``."""
+    groups: dict[str, list[Path]] = {}
+    for d in sorted(p for p in (run_dir / "models").iterdir() if p.is_dir()):
+        fold = d.name.split("_inner")[0]
+        groups.setdefault(fold, []).append(d)
+    if not groups:
+        raise InputFileError("models/ holds no fold models", path=run_dir)
+    return groups
+
+
+class _RowInputs:
+    """A dataset's model inputs for chosen (gene, cell line) rows, served in chunks."""
+
+    def __init__(self, ds: Dataset, rows: pd.DataFrame, config: dict[str, Any]):
+        self.ds, self.rows = ds, rows
+        self.kind = config.get("input_kind", "tabular")
+        self.gene_pos = ds.gene_index(rows["gene_id"])
+        if self.kind == "tabular":
+            self.names = list(config["features"])
+            table = ds.features(cell_lines=sorted(set(rows["cell_line"])))
+            index = pd.MultiIndex.from_frame(table[["gene_id", "cell_line"]])
+            pos = index.get_indexer(pd.MultiIndex.from_frame(rows[["gene_id", "cell_line"]]))
+            if (pos < 0).any():
+                bad = rows[pos < 0].iloc[0]
+                raise DatasetError(f"no features for gene {bad.gene_id!r} in cell line {bad.cell_line!r}", path=ds.path)
+            self.X = table[self.names].to_numpy(np.float32)[pos]
+        else:
+            assays = training_inputs(config)["assays"] or ds.assays
+            self.names = list(assays)
+            self.assay_pos = np.array([ds.assays.index(a) for a in assays])
+            self.cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
+
+    def chunk(self, start: int, stop: int) -> FoldData:
+        rows = self.rows.iloc[start:stop].reset_index(drop=True)
+        if self.kind == "tabular":
+            X = self.X[start:stop]
+        else:
+            X = self.ds.bin_rows(self.gene_pos[start:stop], self.cell_pos[start:stop], normalised=True)[:, self.assay_pos]
+        return FoldData(X=X, y=None, rows=rows, feature_names=list(self.names))
+
+
+def _trained_rows(run_dir: Path, config: dict[str, Any], ds: Dataset, rows: pd.DataFrame) -> np.ndarray:
+    """Which rows the run was trained on: only possible on its own dataset."""
+    same = config.get("dataset_fingerprint") is not None and config.get("dataset_fingerprint") == (
+        ds.meta.get("fingerprint") or ds.meta.get("source"))
+    if not same or not (run_dir / "split.tsv").is_file():
+        return np.zeros(len(rows), bool)
+    split = pd.read_csv(run_dir / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
+    trained = split[split["role"].isin(["cv", "train", "valid"]) & (split["fold"] != "test")]
+    cells = set(config.get("train_cells") or trained["cell_line"])
+    trained = trained[trained["cell_line"].isin(cells) | (trained["cell_line"] == "*")]
+    genes_by_cell = {c: set(g["gene_id"]) for c, g in trained.groupby("cell_line")}
+    anyc = genes_by_cell.get("*", set())
+    return np.array([g in anyc or g in genes_by_cell.get(c, ()) for g, c in zip(rows["gene_id"], rows["cell_line"], strict=True)])
+
+
+def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cells: Sequence[str] = (),
+            force: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Predict every (gene, cell line) of ``dataset`` with ``run_dir``'s models; write OUT."""
+    run_dir, output = Path(run_dir), Path(output)
+    config = read_run_config(run_dir)
+    check_output(output, force, "prediction")
+    spec = run_spec(run_dir, config)
+    ds = load_dataset(dataset)
+    check_compatible(run_dir, config, ds)
+    unknown = [c for c in cells if c not in ds.cell_lines]
+    if unknown:
+        raise EpxError(f"cell line {unknown[0]!r} is not in the dataset (it has {', '.join(ds.cell_lines)})", path=ds.path)
+    chosen = list(cells) or ds.cell_lines
+    genes = ds.genes
+    rows = pd.DataFrame({
+        "gene_id": np.tile(genes["gene_id"].to_numpy(), len(chosen)),
+        "gene_name": np.tile(genes["gene_name"].to_numpy(), len(chosen)),
+        "cell_line": np.repeat(chosen, len(genes)),
+        "chrom": np.tile(genes["chrom"].to_numpy(), len(chosen)),
+    })
+    inputs = _RowInputs(ds, rows, config)
+    model_cls = spec.load_class()
+    groups = _fold_members(run_dir)
+    n = len(rows)
+    sums = {"y_pred": np.zeros(n), "proba": np.zeros(n), "y_score": np.zeros(n)}
+    seen: set[str] = set()
+    with atomic_dir(output, "prediction", force=force) as tmp, console.progress(progress) as bar:
+        task = bar.add_task(f"predict with {len(groups)} fold model(s)", total=len(groups))
+        for members in groups.values():
+            models = [model_cls.load(m) for m in members]
+            fold_sum = {k: np.zeros(n) for k in sums}
+            for start in range(0, n, CHUNK_ROWS):
+                data = inputs.chunk(start, min(start + CHUNK_ROWS, n))
+                for model in models:
+                    fold_sum["y_pred"][start:start + len(data)] += np.asarray(model.predict(data), np.float64)
+                    for key, method in (("proba", "predict_proba"), ("y_score", "predict_score")):
+                        if hasattr(model, method):
+                            seen.add(key)
+                            fold_sum[key][start:start + len(data)] += np.asarray(getattr(model, method)(data), np.float64)
+            for k in sums:
+                sums[k] += fold_sum[k] / len(models)
+            bar.advance(task)
+        table = rows.copy()
+        table["y_pred"] = sums["y_pred"] / len(groups)
+        for key in ("y_score", "proba"):
+            if key in seen:
+                table[key] = sums[key] / len(groups)
+        table["trained_on"] = _trained_rows(run_dir, config, ds, rows)
+        metrics = _score(table, ds, config)
+        table.to_parquet(tmp / "predictions.parquet", index=False)
+        if metrics:
+            (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, default=lambda _: None) + "\n")
+        (tmp / "config.json").write_text(json.dumps({
+            "kind": "prediction", "epx_version": __version__, "run": str(run_dir.resolve()),
+            "dataset": str(Path(dataset).resolve()), "model": config.get("model"), "target": config.get("target"),
+            "task": config.get("task"), "input_kind": config.get("input_kind"), "cell_lines": chosen,
+            "models": {fold: [m.name for m in members] for fold, members in groups.items()},
+        }, indent=2) + "\n")
+    return {"rows": n, "cell_lines": chosen, "trained_on": int(table["trained_on"].sum()), "metrics": metrics,
+            "folds": len(groups)}
+
+
+def _score(table: pd.DataFrame, ds: Dataset, config: dict[str, Any]) -> dict[str, Any]:
+    """y_true (the run's target derived per cell line over the dataset's labels) and metrics."""
+    from epx.io.labels import derive_target
+
+    labels = ds.labels
+    if labels.empty:
+        return {}
+    merged = table[["gene_id", "cell_line"]].merge(labels[["gene_id", "cell_line", "value"]], on=["gene_id", "cell_line"], how="left")
+    values = merged["value"].to_numpy(np.float64)
+    target = config.get("target", "raw")
+    truth = np.full(len(values), np.nan)
+    cells = table["cell_line"].to_numpy()
+    for cell in pd.unique(cells):
+        m = (cells == cell) & np.isfinite(values)
+        if m.any():
+            truth[m] = derive_target(values[m], target)
+    if not np.isfinite(truth).any():
+        return {}
+    table["y_true"] = truth
+    binary = config.get("task") == "binary"
+    held_out = table[~table["trained_on"].to_numpy()]  # in-sample rows would flatter the run
+    by_cell = {c: evaluate(t["y_true"].to_numpy(), t["y_pred"].to_numpy(), binary)
+               for c, t in held_out.groupby("cell_line", sort=False) if np.isfinite(t["y_true"]).any()}
+    return {"task": config.get("task"), "target": target, "scored": "rows the run was not trained on",
+            "by_cell_line": by_cell, "all": evaluate(held_out["y_true"].to_numpy(), held_out["y_pred"].to_numpy(), binary)}

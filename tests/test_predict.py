@@ -1,0 +1,131 @@
+"""`epx predict RUN DATASET -o OUT` through the real CLI, on datasets featurized from real files."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+from conftest import assert_user_error, demo_labels
+
+ASSAYS = "H3K4me3,H3K27ac,H3K36me3"
+
+
+def _featurize(run, study, out, cells, *extra):
+    result = run("featurize", "--genes", study / "genes.tsv", "--manifest", study / "manifest.tsv",
+                 *demo_labels(study, cells), "--cells", ",".join(cells), "--assays", ASSAYS, "-o", out, *extra)
+    assert result.exit_code == 0, result.stderr
+    return out
+
+
+@pytest.fixture(scope="module")
+def setup(demo_study, tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from epx.cli import app
+
+    runner = CliRunner()
+
+    def run(*args):
+        return runner.invoke(app, [str(a) for a in args], catch_exceptions=False)
+
+    root = tmp_path_factory.mktemp("predict")
+    both = _featurize(run, demo_study, root / "x1x3", ("X1", "X3"))
+    alone = _featurize(run, demo_study, root / "x3", ("X3",))  # the new cell line, featurized later
+    trained = root / "run"
+    result = run("train", both, "--model", "lgbm", "--chr-kfold", "3", "--test", "chr1", "--train-cells", "X1",
+                 "--predict-cells", "X3", "-o", trained, "--shap-rows", "0")
+    assert result.exit_code == 0, result.stderr
+    return {"both": both, "alone": alone, "run": trained, "root": root, "study": demo_study}
+
+
+def test_predicts_a_new_cell_line_like_the_runs_own_test_rows(run, setup, tmp_path):
+    out = tmp_path / "pred"
+    result = run("predict", setup["run"], setup["alone"], "-o", out)
+    assert result.exit_code == 0, result.stderr
+    preds = pd.read_parquet(out / "predictions.parquet")
+    genes = pd.read_parquet(setup["alone"] / "genes.parquet")
+    assert list(preds.columns[:4]) == ["gene_id", "gene_name", "cell_line", "chrom"]
+    assert {"y_pred", "proba", "y_score", "y_true", "trained_on"} <= set(preds.columns)
+    assert len(preds) == len(genes) and set(preds["cell_line"]) == {"X3"} and not preds["trained_on"].any()
+    # The run's test rows (chr1, predicted by every fold model and averaged) are the same numbers.
+    test = pd.read_parquet(setup["run"] / "test.parquet")
+    test = test[test["cell_line"] == "X3"].set_index("gene_id")
+    mine = preds.set_index("gene_id").loc[test.index]
+    np.testing.assert_allclose(mine["y_pred"], test["y_pred"], rtol=1e-6, atol=1e-9)
+    np.testing.assert_allclose(mine["proba"], test["proba"], rtol=1e-6, atol=1e-9)
+    # Scored against its labels, with the run's target.
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["target"] == "rank" and metrics["by_cell_line"]["X3"]["n"] == len(genes)
+    assert metrics["by_cell_line"]["X3"]["spearman"] > 0.5
+    assert "X3" in result.stdout and "spearman" in result.stdout
+
+
+def test_same_cell_line_in_either_dataset_gives_the_same_predictions(run, setup, tmp_path):
+    assert run("predict", setup["run"], setup["both"], "-o", tmp_path / "a", "--cells", "X3").exit_code == 0
+    assert run("predict", setup["run"], setup["alone"], "-o", tmp_path / "b").exit_code == 0
+    a = pd.read_parquet(tmp_path / "a" / "predictions.parquet")
+    b = pd.read_parquet(tmp_path / "b" / "predictions.parquet")
+    np.testing.assert_allclose(a["y_pred"], b["y_pred"], rtol=1e-6)
+
+
+def test_training_rows_are_marked_and_not_scored(run, setup, tmp_path):
+    out = tmp_path / "p"
+    result = run("predict", setup["run"], setup["both"], "-o", out)
+    assert result.exit_code == 0, result.stderr
+    preds = pd.read_parquet(out / "predictions.parquet")
+    x1 = preds[preds["cell_line"] == "X1"]
+    assert x1.loc[x1["chrom"] != "chr1", "trained_on"].all() and not x1.loc[x1["chrom"] == "chr1", "trained_on"].any()
+    assert not preds.loc[preds["cell_line"] == "X3", "trained_on"].any()
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["by_cell_line"]["X1"]["n"] == int((x1["chrom"] == "chr1").sum())
+
+
+def test_submit_accepts_predictions(run, setup, tmp_path):
+    out = tmp_path / "pred"
+    assert run("predict", setup["run"], setup["alone"], "-o", out).exit_code == 0
+    result = run("submit", out, "--cell", "X3", "--genes", setup["study"] / "test_genes.tsv", "--last-name", "Doe",
+                 "--first-name", "Jane", "--out-dir", tmp_path)
+    assert result.exit_code == 0, result.stderr
+    assert (tmp_path / "Doe_Jane_Project1.zip").is_file()
+
+
+def test_bad_runs_and_datasets_are_refused(run, setup, demo_study, tmp_path):
+    root = setup["root"]
+    out = tmp_path / "never"
+    # a model that is not installed here
+    foreign = tmp_path / "foreign-run"
+    shutil.copytree(setup["run"], foreign)
+    config = json.loads((foreign / "config.json").read_text())
+    config["model"] = "transformer9000"
+    (foreign / "config.json").write_text(json.dumps(config))
+    assert_user_error(run("predict", foreign, setup["alone"], "-o", out), "transformer9000", "installed models")
+    # a dataset lacking an assay the run needs
+    fewer = root / "fewer"
+    if not fewer.exists():
+        run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
+            "--cells", "X3", "--assays", "H3K4me3,H3K27ac", "-o", fewer)
+    assert_user_error(run("predict", setup["run"], fewer, "-o", out), "lacks assay 'H3K36me3'", str(fewer))
+    # another featurize geometry
+    wider = root / "wider"
+    if not wider.exists():
+        _featurize(run, demo_study, wider, ("X3",), "--tss-window", "500")
+    assert_user_error(run("predict", setup["run"], wider, "-o", out), "--tss-window 500", "--tss-window 100")
+    # not a run; an unknown cell line; an existing output
+    assert_user_error(run("predict", setup["alone"], setup["alone"], "-o", out), "not an epx run")
+    assert_user_error(run("predict", setup["run"], setup["alone"], "-o", out, "--cells", "X9"), "'X9' is not in the dataset")
+    assert not out.exists()
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    assert_user_error(run("predict", setup["run"], setup["alone"], "-o", tmp_path / "taken", "--force"), "not written by epx")
+
+
+def test_bin_rows_equals_the_whole_normalised_array(demo_dataset):
+    import epx
+
+    ds = epx.load_dataset(demo_dataset)
+    genes, cells = np.array([5, 0, 17, 5]), np.array([2, 0, 1, 1])
+    np.testing.assert_allclose(ds.bin_rows(genes, cells, normalised=True), ds.bins(normalised=True)[genes, cells], rtol=1e-6)
+    np.testing.assert_array_equal(ds.bin_rows(genes, cells), ds.bins()[genes, cells])
