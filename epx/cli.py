@@ -452,23 +452,48 @@ def submit(
                   f"{s['min']:.4g} / {s['median']:.4g} / {s['max']:.4g}"], ["predicted zero", f"{s['zero']:.1%}"]])
 
 
-@app.command(short_help="Print a run's metric table.")
+@app.command(short_help="Leaderboard of runs, stacks and predictions.")
 def report(
-    run_dir: Annotated[Path, typer.Argument(help="Run or stack directory.")],
+    entries: Annotated[list[Path], typer.Argument(help="Run, stack or prediction directories over the same rows.", metavar="RUN_OR_STACK...")],
+    baseline: Annotated[str | None, typer.Option("--baseline", metavar="RUN", help="Compare every entry with this one (default: the best).")] = None,
+    intersect: Annotated[bool, typer.Option("--intersect", help="Compare entries over different genes on the genes they share.")] = False,
+    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, md, tsv or json.")] = "table",
+    plot_path: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="PNG of the intervals per entry.")] = None,
+    n_boot: Annotated[int, typer.Option("--bootstrap", metavar="N", help="Bootstrap resamples over genes.")] = 1000,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Leave out the TSS-signal baselines.")] = False,
 ) -> None:
-    """Print a run's metric table (per fold, mean +- sd, per cell line) or a stack's comparison."""
+    """Score runs, stacks and predictions side by side on the same genes, per cell line, for held-out
+    test rows and out-of-fold rows: each metric with a 95% bootstrap interval over genes and a paired
+    bootstrap difference against the best entry (or --baseline). Each assay's TSS signal, used as a
+    score without training, is shown as a baseline."""
     import json
 
-    from epx.errors import InputFileError
+    from epx import console
+    from epx.report import leaderboard, load_entries, markdown, plot, wide
 
-    path = Path(run_dir) / "metrics.json"
-    if not path.is_file():
-        raise InputFileError("no metrics.json: not an epx run or stack directory", path=run_dir)
-    summary = json.loads(path.read_text())
-    if "comparison" in summary:
-        _print_stack(summary)
+    if fmt not in ("table", "md", "tsv", "json"):
+        raise EpxError(f"--format must be table, md, tsv or json, got {fmt!r}")
+    loaded = load_entries(entries)
+    if len(loaded) == 1 and fmt == "table" and loaded[0].path is not None:
+        summary = json.loads((loaded[0].path / "metrics.json").read_text()) if (loaded[0].path / "metrics.json").is_file() else None
+        if summary and "folds" in summary:
+            _print_metrics(summary, f"{loaded[0].path}: per fold")
+    board = leaderboard(loaded, reference=baseline, intersect=intersect, n_boot=n_boot, seed=seed, baselines=not no_baselines)
+    if fmt == "json":
+        typer.echo(json.dumps(board.astype(object).where(board.notna(), None).to_dict(orient="records"), indent=1))
+    elif fmt == "tsv":
+        typer.echo(board.to_csv(sep="\t", index=False, na_rep="NA"), nl=False)
     else:
-        _print_metrics(summary, f"{run_dir}")
+        header, rows = wide(board)
+        if fmt == "md":
+            typer.echo(markdown(header, rows), nl=False)
+        else:
+            console.table(f"Leaderboard: 95% intervals from {n_boot} bootstrap resamples of genes; ref = "
+                          f"{baseline or 'the best entry'}; tss:ASSAY = the assay's TSS signal as a score", header, rows)
+    if plot_path is not None:
+        plot(board, plot_path, "epx report")
+        console.info(f"wrote {plot_path}")
 
 
 def _print_stack(summary: dict) -> None:

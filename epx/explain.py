@@ -33,7 +33,7 @@ def plot_top_features(table: pd.DataFrame, path: str | Path, title: str) -> None
     """Write the bar chart atomically; an existing plot is replaced only if epx wrote it."""
     import matplotlib
 
-    from epx.outputs import atomic_file, png_metadata
+    from epx.outputs import save_figure
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -45,8 +45,4 @@ def plot_top_features(table: pd.DataFrame, path: str | Path, title: str) -> None
     ax.set_xlabel("mean |SHAP| on test rows" if key == "mean_abs_shap" else "mean gain importance")
     ax.set_title(title)
     fig.tight_layout()
-    try:
-        with atomic_file(path, "plot", force=True, suffix=".png") as tmp:
-            fig.savefig(tmp, dpi=120, format="png", metadata=png_metadata())
-    finally:
-        plt.close(fig)
+    save_figure(fig, path)

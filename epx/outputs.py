@@ -29,6 +29,7 @@ import time
 import zipfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 from epx._version import __version__
 from epx.errors import EpxError, OutputExistsError
@@ -96,6 +97,17 @@ FILE_KINDS: dict[str, Callable[[Path], bool]] = {
 def png_metadata() -> dict[str, str]:
     """``savefig(..., metadata=png_metadata())`` marks a plot as epx's, so --force may replace it."""
     return {"Software": f"{PNG_SOFTWARE} {__version__}"}
+
+
+def save_figure(fig: Any, path: str | Path) -> None:
+    """Write a matplotlib figure as an epx PNG, atomically; replaces only a plot epx wrote. Closes it."""
+    import matplotlib.pyplot as plt
+
+    try:
+        with atomic_file(path, "plot", force=True, suffix=".png") as tmp:
+            fig.savefig(tmp, dpi=120, format="png", metadata=png_metadata())
+    finally:
+        plt.close(fig)
 
 
 def read_marker(directory: Path) -> dict | None:
