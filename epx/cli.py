@@ -116,10 +116,12 @@ def models(
     if name is not None:
         spec = get_spec(name)
         if as_json:
-            typer.echo(json.dumps({"name": spec.name, "params": spec.params}, indent=2))
+            typer.echo(json.dumps({"name": spec.name, "params": spec.params,
+                                   "bounds": {k: b.as_json() for k, b in spec.param_bounds.items()},
+                                   "choices": {k: list(c) for k, c in spec.param_choices.items()}}, indent=2))
             return
-        rows = [[k, type(v).__name__, repr(v), spec.param_help.get(k, "")] for k, v in spec.params.items()]
-        console.table(f"{spec.name}: {spec.description}", ["parameter", "type", "default", "meaning"], rows)
+        rows = [[k, type(v).__name__, repr(v), spec.allowed(k), spec.param_help.get(k, "")] for k, v in spec.params.items()]
+        console.table(f"{spec.name}: {spec.description}", ["parameter", "type", "default", "allowed", "meaning"], rows)
         return
     entries = discover()
     if as_json:
