@@ -93,6 +93,7 @@ def read_genes(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    check_build(build)
     tables = []
     for p in paths:
         path = require_file(p, "gene table")
@@ -108,6 +109,13 @@ def read_genes(
         genes = genes.drop_duplicates(subset=GENE_COLUMNS).reset_index(drop=True)
     _check_unique(genes)
     return genes[GENE_COLUMNS].reset_index(drop=True)
+
+
+def check_build(build: str | None) -> None:
+    """Refuse a genome build epx has no per-build gene-table columns for (``hg37``, ``GRCh38``)."""
+    if build is not None and build not in BUILDS:
+        raise GeneTableError(f"unknown genome build {build!r}; known builds: {', '.join(sorted(BUILDS))} "
+                             f"(per-build gene-table columns are named like tss_hg19 or chr_hg38)")
 
 
 # -- validation helpers ------------------------------------------------------------------------
