@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import demo_labels
+from conftest import assert_user_error, demo_labels
 
 from epx.errors import EpxError, GeneTableError
 
@@ -50,3 +50,64 @@ def test_workers_below_one_are_refused(tmp_path, run, demo_study, workers):
     assert_refused(run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
                        *demo_labels(demo_study), "--workers", str(workers), "-o", out), "--workers", str(workers))
     assert not out.exists()
+
+
+# -- gene tables: comment lines, '#' headers, header-only tables -----------------------------
+
+
+def test_comment_lines_are_skipped_and_a_hash_header_is_used(tmp_path, run):
+    from epx.io.genes import read_genes
+
+    ml4g = tmp_path / "commented.tsv"
+    ml4g.write_text("# exported from the course page\n# 2 genes\n" + ML4G_ROWS)
+    assert read_genes(ml4g)["gene_id"].tolist() == ["A", "B"]
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("# a comment\n" + ML4G_ROWS.replace("\t-\n", "\t*\n"))
+    assert_user_error(run("check", "--genes", bad), f"{bad}:4:", "'B'", "unknown strand")  # file line numbers
+
+    tss = tmp_path / "ucsc.tsv"  # UCSC table browser style: the header line starts with '#'
+    tss.write_text("#gene_id\tchrom\tstrand\ttss\nE1\tchr2\t+\t1001\nE2\tchr2\t-\t5000\n")
+    assert read_genes(tss)[["gene_id", "tss"]].values.tolist() == [["E1", 1000], ["E2", 4999]]
+    bed = tmp_path / "genes.bed"
+    bed.write_text("browser position chr1\ntrack name=genes\n#chrom\tstart\tend\tname\tscore\tstrand\n"
+                   "#chr1\t1\t50\tOFF\t0\t+\nchr1\t100\t500\tA\t0\t+\n")  # a commented-out row stays a comment
+    assert read_genes(bed)["gene_id"].tolist() == ["A"]
+    result = run("check", "--genes", tss)
+    assert result.exit_code == 0 and "2 on 1 chromosomes" in result.stdout
+
+
+ML4G_ROWS = ("gene_name\tchr\tgene_start\tgene_end\tTSS_start\tTSS_end\tstrand\n"
+             "A\tchr2\t100\t900\t100\t150\t+\nB\tchr2\t1000\t5000\t4950\t5000\t-\n")
+
+
+@pytest.mark.parametrize("text", [
+    ML4G_ROWS.split("\n")[0] + "\n",
+    "# exported\n" + ML4G_ROWS.split("\n")[0] + "\n\n",
+    "gene_id\tchrom\tstrand\ttss\n",
+    "#gene_id\tchrom\tstrand\ttss\n",
+    "chrom\tstart\tend\tname\tscore\tstrand\n",
+], ids=["ml4g", "ml4g-commented", "tss-tsv", "hash-header-only", "bed-header"])
+def test_header_only_gene_table_is_a_gene_table_problem(tmp_path, run, demo_study, text):
+    genes = tmp_path / "genes.tsv"
+    genes.write_text(text)
+    out = tmp_path / "ds"
+    result = run("featurize", "--genes", genes, "--manifest", demo_study / "manifest.tsv",
+                 *demo_labels(demo_study, ("X1",)), "-o", out)
+    assert_user_error(result, str(genes), "no genes: the file " + ("is empty or has only comment lines"
+                                                                   if text.startswith("#gene_id") else "has a header and no rows"))
+    assert "label" not in result.stderr
+    assert not out.exists()
+    split = tmp_path / "split.tsv"
+    assert_user_error(run("split", genes, "--loco", "-o", split), str(genes), "no genes")
+    assert not split.exists()
+
+
+def test_header_only_with_an_explicit_format(tmp_path):
+    from epx.io.genes import read_genes
+
+    for fmt, text in (("ml4g", ML4G_ROWS.split("\n")[0] + "\n"), ("tss-tsv", "gene_id\tchrom\tstrand\ttss\n"),
+                      ("bed", "chrom\tstart\tend\tname\tscore\tstrand\n")):
+        path = tmp_path / f"{fmt}.txt"
+        path.write_text(text)
+        with pytest.raises(GeneTableError, match="no genes: the file has a header and no rows"):
+            read_genes(path, fmt=fmt)
