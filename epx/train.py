@@ -53,6 +53,9 @@ class SplitOptions:
     valid_chroms: Sequence[str] = ()
     test_chroms: Sequence[str] = ()
     seed: int = 0
+    # A split file covering only some of the dataset's genes is refused (it was usually made for
+    # another gene table) unless training on that subset is intended.
+    allow_subset: bool = False
 
 
 @dataclass
@@ -84,8 +87,12 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
             from epx.split import read_split
 
             split, described = read_split(opts.file), f"file {opts.file}"
-            _check_split_matches(split, ds, opts.file)
+            covered = _check_split_matches(split, ds, opts.file, opts.allow_subset)
+            if covered < len(ds.genes):
+                described += f" (subset: {covered} of {len(ds.genes)} genes)"
         else:
+            if opts.allow_subset:
+                raise SplitError("--split-subset applies to a split file (--split FILE)")
             split, described = ds.holdout_split(), "the dataset's holdout split"
             if split is None:
                 raise SplitError("choose a split: --split FILE, --loco, --chr-kfold K or --holdout VAL_CHROMS")
@@ -93,6 +100,8 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
         if not train_cells:  # unlabelled cell lines of a generic ("*") split can only be tested
             train_cells = [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
         return _restrict_cells(expand_cells(split, ds.cell_lines), train_cells, predict_cells), described
+    if opts.allow_subset:
+        raise SplitError("--split-subset applies to a split file (--split FILE)")
     labelled = set(ds.labels["cell_line"]) if not ds.labels.empty else set()
     train = list(train_cells) or [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
     if not train:
@@ -124,7 +133,9 @@ def _restrict_cells(split: pd.DataFrame, train_cells: Sequence[str], predict_cel
     return split
 
 
-def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path) -> None:
+def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path, allow_subset: bool = False) -> int:
+    """Refuse a split file naming genes or cell lines the dataset lacks, or (unless
+    ``allow_subset``) leaving some of the dataset's genes out; returns how many genes it covers."""
     known = set(ds.genes["gene_id"])
     unknown = split.loc[~split["gene_id"].isin(known), "gene_id"]
     if len(unknown):
@@ -134,6 +145,13 @@ def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path) -> None:
     if cells:
         raise SplitError(f"{path}: split names cell line(s) {', '.join(sorted(cells))} that the dataset lacks "
                          f"(it has {', '.join(ds.cell_lines)})")
+    in_split = ds.genes["gene_id"].isin(set(split["gene_id"])).to_numpy()
+    if not allow_subset and not in_split.all():
+        first = ds.genes["gene_id"].to_numpy()[~in_split][0]
+        raise SplitError(f"{path}: split covers {int(in_split.sum())} of {len(in_split)} genes of the dataset; "
+                         f"first missing: {first}; was it made for another gene table? "
+                         "(--split-subset trains and predicts on the split's genes only)")
+    return int(in_split.sum())
 
 
 class _Inputs:

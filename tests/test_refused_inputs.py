@@ -111,3 +111,40 @@ def test_header_only_with_an_explicit_format(tmp_path):
         path.write_text(text)
         with pytest.raises(GeneTableError, match="no genes: the file has a header and no rows"):
             read_genes(path, fmt=fmt)
+
+
+# -- a split file made for another gene table ---------------------------------------------------
+
+
+def test_split_covering_a_subset_of_the_genes(demo_dataset, demo_study, run, tmp_path):
+    import pandas as pd
+
+    import epx
+    from epx.errors import SplitError
+    from epx.train import SplitOptions, TrainOptions, train
+
+    table = pd.read_csv(demo_study / "genes.tsv", sep="\t")
+    subset = tmp_path / "subset.tsv"
+    table.iloc[::10].to_csv(subset, sep="\t", index=False)
+    split = tmp_path / "split.tsv"
+    assert run("split", subset, "--loco", "-o", split).exit_code == 0
+    genes = epx.load_dataset(demo_dataset).genes
+    first_missing = genes.loc[~genes["gene_id"].isin(table["gene_name"].iloc[::10]), "gene_id"].iloc[0]
+    n = len(table.iloc[::10])
+    out = tmp_path / "r"
+    assert_user_error(run("train", demo_dataset, "--model", "ridge", "--split", split, "-o", out),
+                      str(split), f"split covers {n} of {len(genes)} genes of the dataset",
+                      f"first missing: {first_missing}", "another gene table", "--split-subset")
+    assert not out.exists()
+    with pytest.raises(SplitError, match=f"covers {n} of {len(genes)} genes"):
+        train(demo_dataset, out, TrainOptions(model="ridge"), SplitOptions(file=split))
+    assert not out.exists()
+
+    result = run("train", demo_dataset, "--model", "ridge", "--split", split, "--split-subset", "-o", out)
+    assert result.exit_code == 0, result.stderr
+    oof = pd.read_parquet(out / "oof.parquet")
+    assert set(oof["gene_id"]) == set(table["gene_name"].iloc[::10])
+    assert "subset" in (out / "config.json").read_text()
+    assert_user_error(run("train", demo_dataset, "--model", "ridge", "--loco", "--split-subset", "-o", tmp_path / "r2"),
+                      "--split-subset applies to a split file")
+    assert not (tmp_path / "r2").exists()
