@@ -41,6 +41,10 @@ from epx.models.plugins import ModelSpec, get_spec
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
+# Targets that assume raw expression (>= 0): log1p of a negative value is undefined, and negative
+# values mean the labels are already transformed (log or centred), so a rank of them is not
+# the rank of expression the default pipeline means.
+NON_NEGATIVE_TARGETS = ("log1p", "rank")
 
 
 @dataclass
@@ -260,6 +264,7 @@ def train(
     split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
     inp = _Inputs(ds, split, spec.input_kind)
+    _check_non_negative(ds, inp, target)
     truth = _global_truth(inp, target)
     folds = list(iter_folds(split))
     _check_training_labels(split, inp, folds)
@@ -321,6 +326,27 @@ def _plugin_version(name: str) -> str:
         if e.name == name:
             return f"{e.distribution} {e.version}"
     return "?"
+
+
+def _check_non_negative(ds: Dataset, inp: _Inputs, target: str) -> None:
+    """Refuse negative labels of any cell line in the split for the log1p and rank targets."""
+    if target not in NON_NEGATIVE_TARGETS:
+        return
+    negative = np.flatnonzero(inp.value < 0)  # NaN (unlabelled) compares False
+    if not len(negative):
+        return
+    i = negative[0]
+    cells = inp.rows["cell_line"].to_numpy()
+    cell, gene = cells[i], inp.rows["gene_id"].iat[i]
+    count = int((cells[negative] == cell).sum())
+    fingerprint = ds.meta.get("fingerprint")
+    files = fingerprint.get("labels") if isinstance(fingerprint, dict) else None
+    entry = files.get(cell) if isinstance(files, dict) else None
+    source = entry.get("path") if isinstance(entry, dict) else None  # the label file featurize read
+    raise LabelError(f"cell line {cell!r} has {count} negative label(s), first gene {gene!r} = {inp.value[i]:g}; "
+                     f"the {target} target needs expression >= 0 (are the labels already log-transformed?); "
+                     "use --target raw or binary, or give untransformed expression",
+                     path=source or ds.path / "labels.parquet")
 
 
 def _check_training_labels(split: pd.DataFrame, inp: _Inputs, folds: list[Fold]) -> None:

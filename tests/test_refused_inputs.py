@@ -148,3 +148,34 @@ def test_split_covering_a_subset_of_the_genes(demo_dataset, demo_study, run, tmp
     assert_user_error(run("train", demo_dataset, "--model", "ridge", "--loco", "--split-subset", "-o", tmp_path / "r2"),
                       "--split-subset applies to a split file")
     assert not (tmp_path / "r2").exists()
+
+
+# -- negative labels with the log1p and rank targets --------------------------------------------
+
+
+def test_negative_labels_with_log1p_or_rank(demo_study, run, tmp_path):
+    import numpy as np
+    import pandas as pd
+
+    x2 = pd.read_csv(demo_study / "labels" / "X2.tsv", sep="\t")
+    logged = tmp_path / "X2_log.tsv"
+    x2.assign(gex=np.log(x2["gex"] + 0.01)).to_csv(logged, sep="\t", index=False)  # already log-scaled
+    ds = tmp_path / "ds"
+    assert run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv", "--no-bins",
+               *demo_labels(demo_study, ("X1",)), "--labels", f"X2={logged}", "-o", ds).exit_code == 0
+    genes_order = pd.read_csv(demo_study / "genes.tsv", sep="\t")["gene_name"]
+    first = genes_order[genes_order.isin(x2["gene_name"][np.log(x2["gex"] + 0.01) < 0])].iloc[0]
+    for target in ("log1p", "rank", None):  # rank is the default
+        out = tmp_path / f"r-{target}"
+        args = ["--target", target] if target else []
+        result = run("train", ds, "--model", "ridge", "--chr-kfold", "2", *args, "-o", out)
+        assert_user_error(result, str(logged.resolve()), "cell line 'X2'", f"first gene '{first}'",
+                          f"the {target or 'rank'} target needs expression >= 0", "--target raw or binary")
+        assert not out.exists()
+    for target in ("raw", "binary"):
+        result = run("train", ds, "--model", "ridge", "--chr-kfold", "2", "--target", target, "-o", tmp_path / f"ok-{target}")
+        assert result.exit_code == 0, result.stderr
+    # cell lines outside the run are not checked
+    result = run("train", ds, "--model", "ridge", "--chr-kfold", "2", "--train-cells", "X1", "--target", "log1p",
+                 "-o", tmp_path / "x1")
+    assert result.exit_code == 0, result.stderr
