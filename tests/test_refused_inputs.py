@@ -179,3 +179,59 @@ def test_negative_labels_with_log1p_or_rank(demo_study, run, tmp_path):
     result = run("train", ds, "--model", "ridge", "--chr-kfold", "2", "--train-cells", "X1", "--target", "log1p",
                  "-o", tmp_path / "x1")
     assert result.exit_code == 0, result.stderr
+
+
+# -- submitting predictions of rows the run trained on --------------------------------------------
+
+
+def test_submit_refuses_trained_cell_lines_and_training_rows(demo_dataset, demo_study, run, tmp_path):
+    import shutil
+
+    import pandas as pd
+
+    runs = {}
+    for name, cells in (("a", "X1,X2"), ("b", "X1")):
+        runs[name] = tmp_path / name
+        assert run("train", demo_dataset, "--model", "ridge", "--chr-kfold", "2", "--test", "chr1", "--train-cells", cells,
+                   "--predict-cells", "X3", "-o", runs[name]).exit_code == 0
+    stack = tmp_path / "stack"
+    assert run("stack", runs["a"], runs["b"], "--rule", "mean", "-o", stack).exit_code == 0
+    test_genes = demo_study / "test_genes.tsv"  # chr1: held out as --test in every fold
+    all_genes = demo_study / "genes.tsv"
+    table = pd.read_csv(all_genes, sep="\t")
+    first_trained = table.loc[table["chr"] != "chr1", "gene_name"].iloc[0]
+    zips = tmp_path / "zips"
+    zips.mkdir()
+
+    def submit(run_dir, cell, genes):
+        return run("submit", run_dir, "--cell", cell, "--genes", genes, "--last-name", "Doe", "--first-name", "J",
+                   "--out-dir", zips)
+
+    for run_dir in (runs["a"], stack):
+        # X1's chr1 rows are test rows, but X1 itself was trained on
+        assert_user_error(submit(run_dir, "X1", test_genes), "cell line 'X1' was trained on", "not held out",
+                          "--predict-cells X1")
+        # X1 genes off chr1 were training rows (cv) of X1
+        assert_user_error(submit(run_dir, "X1", all_genes), f"gene '{first_trained}' of cell line 'X1' was a training row",
+                          "role cv", "split.tsv")
+        assert_user_error(submit(run_dir, "X2" if run_dir == runs["a"] else "X1", test_genes), "was trained on")
+        assert not list(zips.iterdir())
+        result = submit(run_dir, "X3", test_genes)
+        assert result.exit_code == 0, result.stderr
+        (zips / "Doe_J_Project1.zip").unlink()
+
+    # the stack remembers which cell lines its runs trained on when a run has moved away
+    shutil.move(runs["b"], tmp_path / "moved")
+    assert_user_error(submit(stack, "X1", test_genes), "cell line 'X1' was trained on")
+    assert submit(stack, "X3", test_genes).exit_code == 0
+
+
+def test_submit_without_train_cells_option(demo_dataset, demo_study, run, tmp_path):
+    """Every labelled cell line is trained on when --train-cells is not given (config has []):
+    split.tsv's roles, not the config, decide."""
+    out = tmp_path / "r"
+    assert run("train", demo_dataset, "--model", "ridge", "--chr-kfold", "2", "--test", "chr1", "-o", out).exit_code == 0
+    result = run("submit", out, "--cell", "X3", "--genes", demo_study / "test_genes.tsv", "--last-name", "Doe",
+                 "--first-name", "J", "--out-dir", tmp_path)
+    assert_user_error(result, "cell line 'X3' was trained on")
+    assert not list(tmp_path.glob("*.zip"))
