@@ -7,6 +7,9 @@ from conftest import assert_user_error, demo_labels
 
 from epx.errors import EpxError, GeneTableError
 
+ML4G_ROWS = ("gene_name\tchr\tgene_start\tgene_end\tTSS_start\tTSS_end\tstrand\n"
+             "A\tchr2\t100\t900\t100\t150\t+\nB\tchr2\t1000\t5000\t4950\t5000\t-\n")
+
 
 def assert_refused(result, *fragments: str) -> None:
     """Exit 2 with the fragments on stderr and no traceback: either epx's one-line error or, for
@@ -74,10 +77,6 @@ def test_comment_lines_are_skipped_and_a_hash_header_is_used(tmp_path, run):
     assert read_genes(bed)["gene_id"].tolist() == ["A"]
     result = run("check", "--genes", tss)
     assert result.exit_code == 0 and "2 on 1 chromosomes" in result.stdout
-
-
-ML4G_ROWS = ("gene_name\tchr\tgene_start\tgene_end\tTSS_start\tTSS_end\tstrand\n"
-             "A\tchr2\t100\t900\t100\t150\t+\nB\tchr2\t1000\t5000\t4950\t5000\t-\n")
 
 
 @pytest.mark.parametrize("text", [
