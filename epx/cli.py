@@ -128,10 +128,12 @@ def models(
     if name is not None:
         spec = get_spec(name)
         if as_json:
-            typer.echo(json.dumps({"name": spec.name, "params": spec.params}, indent=2))
+            typer.echo(json.dumps({"name": spec.name, "params": spec.params,
+                                   "bounds": {k: b.as_json() for k, b in spec.param_bounds.items()},
+                                   "choices": {k: list(c) for k, c in spec.param_choices.items()}}, indent=2))
             return
-        rows = [[k, type(v).__name__, repr(v), spec.param_help.get(k, "")] for k, v in spec.params.items()]
-        console.table(f"{spec.name}: {spec.description}", ["parameter", "type", "default", "meaning"], rows)
+        rows = [[k, type(v).__name__, repr(v), spec.allowed(k), spec.param_help.get(k, "")] for k, v in spec.params.items()]
+        console.table(f"{spec.name}: {spec.description}", ["parameter", "type", "default", "allowed", "meaning"], rows)
         return
     entries = discover()
     if as_json:
@@ -319,6 +321,7 @@ def train(
     model: Annotated[str, typer.Option("--model", help="Model plugin name (see epx models).", autocompletion=complete_model)],
     output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to write.")],
     split_file: Annotated[Path | None, typer.Option("--split", help="A split table from epx split.")] = None,
+    split_subset: Annotated[bool, typer.Option("--split-subset", help="Allow a --split file covering only some of the dataset's genes (train and predict on those).")] = False,
     loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out.")] = False,
     chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes.")] = None,
     holdout: Annotated[str | None, typer.Option("--holdout", metavar="VAL_CHROMS", help="Validation chromosomes (holdout protocol).")] = None,
@@ -351,7 +354,7 @@ def train(
     scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
     split_opts = SplitOptions(file=split_file, scheme=scheme, k=chr_kfold,
                               valid_chroms=parse_chrom_list(holdout) if holdout else [],
-                              test_chroms=parse_chrom_list(test) if test else [], seed=seed)
+                              test_chroms=parse_chrom_list(test) if test else [], seed=seed, allow_subset=split_subset)
     options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
                            predict_cells=_split_list(predict_cells), inner_k=inner[1] if inner else None, seed=seed, shap_rows=shap_rows)
     summary = run_train(dataset, output, options, split_opts, force=force)

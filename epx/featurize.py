@@ -164,6 +164,8 @@ def featurize(
 ) -> dict[str, Any]:
     """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed."""
     output = Path(output)
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise EpxError(f"--workers must be a whole number >= 1, got {workers!r}; omit it to use all cores")
     inputs = load_inputs(genes, manifest=manifest, labels=labels, build=build, assays=assays, cells=cells)
     for message in inputs.warnings:
         console.warn(message)

@@ -48,6 +48,38 @@ def read_run(path: str | Path) -> dict[str, Any]:
     }
 
 
+TRAINING_ROLES = ("cv", "train", "valid")  # split roles whose rows a run trains (or early-stops) on
+
+
+def training_rows(path: str | Path, _seen: frozenset[Path] = frozenset()) -> pd.DataFrame:
+    """The (gene_id, cell_line) rows a run or stack was trained on, with their ``role`` and the
+    ``run`` directory; ``gene_id`` is ``*`` where only the cell line is known.
+
+    A run's rows come from its ``split.tsv`` (roles cv, train, valid: a cv row is trained on in
+    the other folds, a valid row steers early stopping), or its config's ``train_cells`` in runs
+    without one. A stack's are those of its runs, or, where a run has moved, the
+    ``train_cells`` the stack recorded."""
+    columns = ["gene_id", "cell_line", "role", "run"]
+    p = Path(path).resolve()
+    config = json.loads((p / "config.json").read_text()) if (p / "config.json").is_file() else {}
+    if config.get("kind") == "stack":
+        runs = [Path(r) for r in config.get("run_dirs") or config.get("runs") or []]
+        found = [r for r in runs if (r / "config.json").is_file() and r.resolve() not in _seen | {p}]
+        parts = [training_rows(r, _seen | {p}) for r in found]
+        if len(found) < len(runs):
+            parts.append(pd.DataFrame({"gene_id": "*", "cell_line": list(config.get("train_cells") or []),
+                                       "role": "train", "run": str(p)}))
+        parts = [part for part in parts if len(part)]
+        return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    if (p / "split.tsv").is_file():
+        split = pd.read_csv(p / "split.tsv", sep="\t", dtype=str, keep_default_na=False,
+                            usecols=["gene_id", "cell_line", "role"])
+        rows = split[split["role"].isin(TRAINING_ROLES)].reset_index(drop=True)
+        return rows.assign(run=str(p))[columns]
+    return pd.DataFrame({"gene_id": "*", "cell_line": list(config.get("train_cells") or []), "role": "train",
+                         "run": str(p)})[columns]
+
+
 def common_cells(runs: list[dict[str, Any]]) -> tuple[list[str], list[str]]:
     """Cell lines predicted by every run (stacked) and those only some runs predict (dropped)."""
     sets = [set(r["oof"]["cell_line"]) | set(r["test"].get("cell_line", pd.Series(dtype=str))) for r in runs]
@@ -181,8 +213,12 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
                "runs": [str(r["path"]) for r in runs],
                "cell_lines": cells, "dropped_cell_lines": dropped,
                "weights": None if weights is None else weights.tolist(), "comparison": comparison}
+    trained = pd.concat([training_rows(r["path"]) for r in runs], ignore_index=True)
     config = {"kind": "stack", "task": task, "target": target, "rule": rule, "threshold": threshold, "runs": summary["runs"],
-              "weights": summary["weights"], "model": "stack"}
+              "weights": summary["weights"], "model": "stack",
+              # for epx submit: which runs to ask what they trained on, and the answer if they move
+              "run_dirs": [str(Path(r["path"]).resolve()) for r in runs],
+              "train_cells": sorted(set(trained["cell_line"]))}
     with atomic_dir(output, "stack", force=force) as tmp:
         stacked_oof.to_parquet(tmp / "oof.parquet", index=False)
         stacked_test.to_parquet(tmp / "test.parquet", index=False)

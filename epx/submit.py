@@ -2,6 +2,8 @@
 
 ``gex_predicted.csv`` has an unnamed row-index column, then ``gene_name`` and ``gex_predicted``,
 one row per test gene in the gene table's order, inside ``LastName_FirstName_Project1.zip``.
+Only held-out predictions are submitted: a cell line the run (or any run of a stack) trained on
+is refused, naming the first requested gene that was a training row where there is one.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import pandas as pd
 from epx.errors import EpxError
 from epx.io.genes import read_genes
 from epx.outputs import atomic_file
-from epx.stack import read_run
+from epx.stack import read_run, training_rows
 
 CSV_NAME = "gex_predicted.csv"
 
@@ -31,6 +33,13 @@ def submission_table(run_dir: str | Path, cell: str, genes_path: str | Path) -> 
                        f"train with --predict-cells {cell}")
     preds = preds.drop_duplicates("gene_id", keep="first").set_index("gene_id")
     genes = read_genes(genes_path)
+    check_held_out(run_dir, cell, genes["gene_id"])
+    if "trained_on" in preds.columns:  # epx predict marks rows its run was trained on
+        inside = genes.loc[genes["gene_id"].isin(preds.index[preds["trained_on"].to_numpy(bool)]), "gene_id"]
+        if len(inside):
+            raise EpxError(f"{run_dir}: gene {inside.iloc[0]!r} of cell line {cell!r} was a training row of the run "
+                           f"that predicted it ({len(inside)} such genes; column trained_on), so its prediction is "
+                           "not held out; predict a cell line or dataset the run did not train on")
     missing = genes.loc[~genes["gene_id"].isin(preds.index), "gene_id"]
     if len(missing):
         raise EpxError(f"{run_dir}: no {cell} prediction for {len(missing)} of {len(genes)} genes in {genes_path} "
@@ -42,6 +51,26 @@ def submission_table(run_dir: str | Path, cell: str, genes_path: str | Path) -> 
     table = pd.DataFrame({"gene_name": genes["gene_name"].to_numpy(), "gex_predicted": values.astype(np.float64)})
     check_submission(table, genes)
     return table
+
+
+def check_held_out(run_dir: str | Path, cell: str, gene_ids: pd.Series) -> None:
+    """Refuse to submit predictions of a cell line the run (or a run of the stack) trained on:
+    they are not held-out predictions, whatever their file says."""
+    trained = training_rows(run_dir)
+    trained = trained[trained["cell_line"] == cell]
+    if trained.empty:
+        return
+    hit = trained[trained["gene_id"].isin(gene_ids) | (trained["gene_id"] == "*")]
+    fix = f"submit predictions of a cell line the run did not train on (epx train --train-cells OTHERS --predict-cells {cell})"
+    if (hit["gene_id"] != "*").any():
+        hit = hit[hit["gene_id"] != "*"].set_index("gene_id")
+        first = next(g for g in gene_ids if g in hit.index)
+        row = hit.loc[[first]].iloc[0]
+        raise EpxError(f"{run_dir}: gene {first!r} of cell line {cell!r} was a training row (role {row['role']} in "
+                       f"{Path(row['run']) / 'split.tsv'}), so its prediction is not held out; {fix}")
+    where = trained["run"].iloc[0]
+    by = "" if Path(where) == Path(run_dir).resolve() else f" (by {where})"
+    raise EpxError(f"{run_dir}: cell line {cell!r} was trained on{by}, so its predictions are not held out; {fix}")
 
 
 def check_submission(table: pd.DataFrame, genes: pd.DataFrame) -> None:

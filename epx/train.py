@@ -41,6 +41,10 @@ from epx.outputs import atomic_dir, check_output
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
+# Targets that assume raw expression (>= 0): log1p of a negative value is undefined, and negative
+# values mean the labels are already transformed (log or centred), so a rank of them is not
+# the rank of expression the default pipeline means.
+NON_NEGATIVE_TARGETS = ("log1p", "rank")
 
 
 @dataclass
@@ -53,6 +57,9 @@ class SplitOptions:
     valid_chroms: Sequence[str] = ()
     test_chroms: Sequence[str] = ()
     seed: int = 0
+    # A split file covering only some of the dataset's genes is refused (it was usually made for
+    # another gene table) unless training on that subset is intended.
+    allow_subset: bool = False
 
 
 @dataclass
@@ -84,8 +91,12 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
             from epx.split import read_split
 
             split, described = read_split(opts.file), f"file {opts.file}"
-            _check_split_matches(split, ds, opts.file)
+            covered = _check_split_matches(split, ds, opts.file, opts.allow_subset)
+            if covered < len(ds.genes):
+                described += f" (subset: {covered} of {len(ds.genes)} genes)"
         else:
+            if opts.allow_subset:
+                raise SplitError("--split-subset applies to a split file (--split FILE)")
             split, described = ds.holdout_split(), "the dataset's holdout split"
             if split is None:
                 raise SplitError("choose a split: --split FILE, --loco, --chr-kfold K or --holdout VAL_CHROMS")
@@ -93,6 +104,8 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
         if not train_cells:  # unlabelled cell lines of a generic ("*") split can only be tested
             train_cells = [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
         return _restrict_cells(expand_cells(split, ds.cell_lines), train_cells, predict_cells), described
+    if opts.allow_subset:
+        raise SplitError("--split-subset applies to a split file (--split FILE)")
     labelled = set(ds.labels["cell_line"]) if not ds.labels.empty else set()
     train = list(train_cells) or [c for c in ds.cell_lines if c in labelled and c not in predict_cells]
     if not train:
@@ -124,7 +137,9 @@ def _restrict_cells(split: pd.DataFrame, train_cells: Sequence[str], predict_cel
     return split
 
 
-def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path) -> None:
+def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path, allow_subset: bool = False) -> int:
+    """Refuse a split file naming genes or cell lines the dataset lacks, or (unless
+    ``allow_subset``) leaving some of the dataset's genes out; returns how many genes it covers."""
     known = set(ds.genes["gene_id"])
     unknown = split.loc[~split["gene_id"].isin(known), "gene_id"]
     if len(unknown):
@@ -134,6 +149,13 @@ def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path) -> None:
     if cells:
         raise SplitError(f"{path}: split names cell line(s) {', '.join(sorted(cells))} that the dataset lacks "
                          f"(it has {', '.join(ds.cell_lines)})")
+    in_split = ds.genes["gene_id"].isin(set(split["gene_id"])).to_numpy()
+    if not allow_subset and not in_split.all():
+        first = ds.genes["gene_id"].to_numpy()[~in_split][0]
+        raise SplitError(f"{path}: split covers {int(in_split.sum())} of {len(in_split)} genes of the dataset; "
+                         f"first missing: {first}; was it made for another gene table? "
+                         "(--split-subset trains and predicts on the split's genes only)")
+    return int(in_split.sum())
 
 
 class _Inputs:
@@ -242,6 +264,7 @@ def train(
     split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
     inp = _Inputs(ds, split, spec.input_kind)
+    _check_non_negative(ds, inp, target)
     truth = _global_truth(inp, target)
     folds = list(iter_folds(split))
     _check_training_labels(split, inp, folds)
@@ -304,6 +327,27 @@ def _plugin_version(name: str) -> str:
         if e.name == name:
             return f"{e.distribution} {e.version}"
     return "?"
+
+
+def _check_non_negative(ds: Dataset, inp: _Inputs, target: str) -> None:
+    """Refuse negative labels of any cell line in the split for the log1p and rank targets."""
+    if target not in NON_NEGATIVE_TARGETS:
+        return
+    negative = np.flatnonzero(inp.value < 0)  # NaN (unlabelled) compares False
+    if not len(negative):
+        return
+    i = negative[0]
+    cells = inp.rows["cell_line"].to_numpy()
+    cell, gene = cells[i], inp.rows["gene_id"].iat[i]
+    count = int((cells[negative] == cell).sum())
+    fingerprint = ds.meta.get("fingerprint")
+    files = fingerprint.get("labels") if isinstance(fingerprint, dict) else None
+    entry = files.get(cell) if isinstance(files, dict) else None
+    source = entry.get("path") if isinstance(entry, dict) else None  # the label file featurize read
+    raise LabelError(f"cell line {cell!r} has {count} negative label(s), first gene {gene!r} = {inp.value[i]:g}; "
+                     f"the {target} target needs expression >= 0 (are the labels already log-transformed?); "
+                     "use --target raw or binary, or give untransformed expression",
+                     path=source or ds.path / "labels.parquet")
 
 
 def _check_training_labels(split: pd.DataFrame, inp: _Inputs, folds: list[Fold]) -> None:

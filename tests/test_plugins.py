@@ -140,3 +140,96 @@ def test_every_optional_hook_is_documented_and_used():
         assert f"`{hook}(" in docs, f"{hook} is not documented in docs/plugins.md"
         assert f'"{hook}"' in train_src, f"the trainer does not call {hook}"
         assert hook in tests, f"no test exercises {hook}"
+
+
+# -- parameter bounds and choices -------------------------------------------------------------
+
+
+def _spec(**kw):
+    base = {"name": "m", "description": "d", "input_kind": "tabular", "tasks": ("regression",), "model": "a:B",
+            "params": {"alpha": 1.0, "rate": 0.1, "leaves": 31, "objective": "l2", "flag": True}}
+    return ModelSpec(**{**base, **kw})
+
+
+def test_bounds_and_choices_are_checked_by_resolve_params():
+    spec = _spec(param_bounds={"alpha": (0, None), "rate": "(0, 1]", "leaves": "[2, inf)"},
+                 param_choices={"objective": ("l2", "huber")})
+    assert spec.resolve_params({"alpha": "0", "rate": "1", "leaves": "2", "objective": "huber"}) == {
+        "alpha": 0.0, "rate": 1.0, "leaves": 2, "objective": "huber", "flag": True}
+    for key, value, fragment in (("alpha", "-1", "[0, inf)"), ("rate", "0", "(0, 1]"), ("rate", "1.5", "(0, 1]"),
+                                 ("leaves", "1", "[2, inf)"), ("alpha", "nan", "[0, inf)"), ("alpha", "inf", "[0, inf)")):
+        with pytest.raises(PluginError) as err:
+            spec.resolve_params({key: value})
+        message = str(err.value)
+        assert "\n" not in message and "model 'm'" in message and f"'{key}'" in message and fragment in message
+    with pytest.raises(PluginError, match="'objective' = 'l1' is not allowed; choose one of l2, huber"):
+        spec.resolve_params({"objective": "l1"})
+    assert spec.allowed("rate") == "(0, 1]" and spec.allowed("objective") == "l2 | huber" and spec.allowed("flag") == ""
+
+
+@pytest.mark.parametrize("kw, fragment", [
+    ({"param_bounds": {"alhpa": (0, None)}}, "param_bounds names unknown parameter 'alhpa'"),
+    ({"param_bounds": {"alpha": (2, None)}}, "default alpha=1.0 is outside its bounds [2, inf)"),
+    ({"param_bounds": {"rate": "(0.1, 1]"}}, "default rate=0.1 is outside its bounds (0.1, 1]"),
+    ({"param_bounds": {"alpha": (5, 1)}}, "is empty"),
+    ({"param_bounds": {"alpha": "0..1"}}, "must be (low, high) or an interval"),
+    ({"param_bounds": {"objective": (0, 1)}}, "needs a numeric default"),
+    ({"param_bounds": {"flag": (0, 1)}}, "needs a numeric default"),
+    ({"param_choices": {"objectiv": ("l2",)}}, "param_choices names unknown parameter 'objectiv'"),
+    ({"param_choices": {"objective": ("huber", "l1")}}, "default objective='l2' is not one of its choices"),
+    ({"param_choices": {"objective": "l2"}}, "non-empty tuple"),
+])
+def test_bad_bounds_fail_at_spec_construction(kw, fragment):
+    with pytest.raises(PluginError) as err:
+        _spec(**kw)
+    assert fragment in str(err.value) and "model 'm'" in str(err.value)
+
+
+def test_bad_bounds_are_caught_by_check_model(tmp_path):
+    """A plugin whose spec declares a default outside its bounds is a listed error that check_model raises."""
+    dist = tmp_path / "epx_badbounds-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: epx-badbounds\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[epx.models]\nbadbounds = epx_badbounds:spec\n")
+    (tmp_path / "epx_badbounds.py").write_text(textwrap.dedent("""
+        from epx.models.plugins import ModelSpec
+        spec = ModelSpec(name="badbounds", description="x", input_kind="tabular", tasks=("regression",),
+                         model="m:C", params={"alpha": -1.0}, param_bounds={"alpha": (0, None)})
+    """))
+    code = "from epx.models.testing import check_model; check_model('badbounds', '.')"
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert result.returncode != 0 and "PluginError" in result.stderr
+    assert "default alpha=-1.0 is outside its bounds [0, inf)" in result.stderr
+    listed = subprocess.run([sys.executable, "-m", "epx.cli", "models", "--json"], capture_output=True, text=True, env=env)
+    assert "outside its bounds" in {e["name"]: e for e in json.loads(listed.stdout)}["badbounds"]["error"]
+
+
+def test_models_shows_bounds(run):
+    table = run("models", "lgbm")
+    assert table.exit_code == 0 and "allowed" in table.stdout and "(0, 1]" in table.stdout
+    ridge = json.loads(run("models", "ridge", "--json").stdout)
+    assert ridge["bounds"]["alpha"] == {"min": 0.0, "max": None, "min_inclusive": False, "max_inclusive": False,
+                                        "interval": "(0, inf)"}
+    assert ridge["bounds"]["max_iter"]["interval"] == "[1, inf)" and ridge["bounds"]["max_iter"]["min_inclusive"]
+    assert ridge["params"]["alpha"] == 1.0 and ridge["choices"] == {}
+
+
+@pytest.mark.parametrize("param, fragment", [
+    ("alpha=-1", "model 'ridge': parameter 'alpha' = -1.0 is out of range; allowed: (0, inf)"),
+    ("alpha=0", "parameter 'alpha' = 0.0 is out of range; allowed: (0, inf)"),
+    ("max_iter=0", "parameter 'max_iter' = 0 is out of range; allowed: [1, inf)"),
+])
+def test_train_refuses_out_of_range_parameters(demo_dataset, run, tmp_path, param, fragment):
+    out = tmp_path / "r"
+    assert_user_error(run("train", demo_dataset, "--model", "ridge", "--loco", "-p", param, "-o", out), fragment)
+    assert not out.exists()
+
+
+def test_lgbm_bounds_through_the_cli(demo_dataset, run, tmp_path):
+    for param, fragment in (("learning_rate=0", "(0, inf)"), ("feature_fraction=1.5", "(0, 1]"),
+                            ("num_leaves=1", "[2, inf)")):
+        out = tmp_path / param.split("=")[0]
+        assert_user_error(run("train", demo_dataset, "--model", "lgbm", "--loco", "-p", param, "-o", out),
+                          "model 'lgbm'", param.split("=")[0], fragment)
+        assert not out.exists()

@@ -90,6 +90,12 @@ def test_submit_accepts_predictions(run, setup, tmp_path):
                  "--first-name", "Jane", "--out-dir", tmp_path)
     assert result.exit_code == 0, result.stderr
     assert (tmp_path / "Doe_Jane_Project1.zip").is_file()
+    # predictions of the training dataset's training cell line are in-sample: refused
+    inside = tmp_path / "inside"
+    assert run("predict", setup["run"], setup["both"], "-o", inside, "--cells", "X1").exit_code == 0
+    assert_user_error(run("submit", inside, "--cell", "X1", "--genes", setup["study"] / "genes.tsv",
+                          "--last-name", "Doe", "--first-name", "Jim", "--out-dir", tmp_path), "was a training row")
+    assert not (tmp_path / "Doe_Jim_Project1.zip").exists()
 
 
 def test_bad_runs_and_datasets_are_refused(run, setup, demo_study, tmp_path):

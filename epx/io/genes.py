@@ -3,11 +3,19 @@
 The canonical gene table has one row per gene and the columns ``GENE_COLUMNS``:
 ``gene_id, gene_name, chrom, start, end, strand, tss``. Coordinates are 0-based half-open;
 ``tss`` is the 0-based position of the first transcribed base; ``chrom`` is canonical (``chr1``).
+
+Comment lines are skipped in every format: blank lines, lines starting with ``#`` (GTF's ``#!``
+and ``##`` headers too) and UCSC ``track``/``browser`` lines. One exception: a ``#`` line directly
+before the first row that names the columns (as many tab-separated fields as that row, none of
+them a number, as UCSC's table browser writes ``#chrom<TAB>start<TAB>...``) is the header, with
+its ``#`` removed. A table with a header and no rows is refused ("no genes").
 """
 
 from __future__ import annotations
 
 import gzip
+import io
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -16,6 +24,7 @@ import pandas as pd
 
 from epx.errors import GeneTableError, require_file
 from epx.io.chroms import canonical_chrom
+from epx.io.labels import is_number
 
 GENE_COLUMNS = ["gene_id", "gene_name", "chrom", "start", "end", "strand", "tss"]
 FORMATS = ("ml4g", "bed", "gtf", "tss-tsv")
@@ -41,24 +50,65 @@ def _open_text(path: Path):
     return open(path, encoding="utf-8-sig", errors="replace")
 
 
-def _first_data_lines(path: Path, n: int = 5) -> list[str]:
-    lines = []
+_BROWSER_LINE = re.compile(r"(track|browser)(\s|$)")
+NO_ROWS = "no genes: the file has a header and no rows"
+
+
+def _is_comment(line: str) -> bool:
+    """Blank lines, ``#`` lines and UCSC ``track``/``browser`` lines carry no gene."""
+    return not line.strip() or line.startswith("#") or _BROWSER_LINE.match(line) is not None
+
+
+def _hash_header(comment: str | None, first_row: str) -> list[str] | None:
+    """The column names of a ``#`` line just before the first row, or None when it is a comment.
+
+    It names the columns when it has as many tab-separated fields (>= 3) as the first row, none
+    empty or numeric, while the first row has a number (so it is data, not a header itself)."""
+    if comment is None or comment.startswith(("##", "#!")):
+        return None
+    names = [f.strip() for f in comment[1:].split("\t")]
+    row = first_row.split("\t")
+    if len(names) < 3 or len(names) != len(row) or any(not f or is_number(f) for f in names):
+        return None
+    return names if any(is_number(f.strip()) for f in row) else None
+
+
+def _data_lines(path: Path, limit: int | None = None) -> tuple[list[tuple[int, str]], list[str] | None]:
+    """The non-comment lines as (1-based line number, text), and the column names of a ``#``
+    header line when there is one (see the module docstring)."""
+    lines: list[tuple[int, str]] = []
+    last_comment: str | None = None
+    header = None
     with _open_text(path) as fh:
-        for raw in fh:
-            if raw.startswith(("#", "track", "browser")) or not raw.strip():
+        for n, raw in enumerate(fh, start=1):
+            line = raw.rstrip("\r\n")
+            if _is_comment(line):
+                if not lines and line.startswith("#"):
+                    last_comment = line
                 continue
-            lines.append(raw.rstrip("\n"))
-            if len(lines) >= n:
+            if not lines:
+                header = _hash_header(last_comment, line)
+            lines.append((n, line))
+            if limit is not None and len(lines) >= limit:
                 break
-    return lines
+    return lines, header
+
+
+def _first_data_lines(path: Path, n: int = 5) -> list[str]:
+    """The first lines that matter for format detection: a ``#`` header (without its ``#``)
+    followed by the first data lines."""
+    lines, header = _data_lines(path, limit=n)
+    return (["\t".join(header)] if header else []) + [line for _, line in lines]
 
 
 def detect_format(path: Path) -> str:
     """Guess the gene-table format from the file's first data lines."""
     lines = _first_data_lines(path)
     if not lines:
-        raise GeneTableError("gene table is empty", path=path)
+        raise GeneTableError("no genes: the file is empty or has only comment lines", path=path)
     header = [c.strip() for c in lines[0].split("\t")]
+    if len(lines) == 1 and len(header) >= 2 and not any(is_number(c) for c in header):
+        raise GeneTableError(NO_ROWS, path=path)
     lowered = {c.lower() for c in header}
     if len(header) >= 6 and header[1].lower() in ("start", "chromstart", "txstart") and len(lines) > 1:
         second = lines[1].split("\t")
@@ -93,6 +143,7 @@ def read_genes(
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
+    check_build(build)
     tables = []
     for p in paths:
         path = require_file(p, "gene table")
@@ -101,6 +152,8 @@ def read_genes(
         if kind not in reader:
             raise GeneTableError(f"unknown gene-table format {kind!r}; use one of {', '.join(FORMATS)}")
         table = reader[kind](path, build) if kind == "tss-tsv" else reader[kind](path)
+        if table.empty:
+            raise GeneTableError("no genes: the file has no gene rows", path=path)
         table["_source"] = str(path)
         tables.append(table)
     genes = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
@@ -108,6 +161,13 @@ def read_genes(
         genes = genes.drop_duplicates(subset=GENE_COLUMNS).reset_index(drop=True)
     _check_unique(genes)
     return genes[GENE_COLUMNS].reset_index(drop=True)
+
+
+def check_build(build: str | None) -> None:
+    """Refuse a genome build epx has no per-build gene-table columns for (``hg37``, ``GRCh38``)."""
+    if build is not None and build not in BUILDS:
+        raise GeneTableError(f"unknown genome build {build!r}; known builds: {', '.join(sorted(BUILDS))} "
+                             f"(per-build gene-table columns are named like tss_hg19 or chr_hg38)")
 
 
 # -- validation helpers ------------------------------------------------------------------------
@@ -203,37 +263,32 @@ def _check_unique(genes: pd.DataFrame) -> None:
         )
 
 
-def _read_delimited(path: Path, header: bool) -> pd.DataFrame:
+def _read_table(path: Path, header: bool, columns: int | None = None) -> pd.DataFrame:
+    """The tab-separated rows of a gene table as strings, comment lines skipped, with the 1-based
+    file line of each row in ``_line``. ``header``: the first row (or a ``#`` header line) names
+    the columns; ``columns``: keep only the first N columns (no header)."""
+    lines, hash_header = _data_lines(path)
+    numbers = [n for n, _ in lines]
+    texts = [text for _, text in lines]
+    if header:
+        if hash_header is not None:
+            texts.insert(0, "\t".join(hash_header))
+        else:
+            numbers = numbers[1:]
+        if len(texts) <= 1:
+            raise GeneTableError(NO_ROWS, path=path)
     try:
         table = pd.read_csv(
-            path,
+            io.StringIO("\n".join(texts) + "\n"),
             sep="\t",
             header=0 if header else None,
             dtype=str,
-            comment=None,
             keep_default_na=False,
-            skip_blank_lines=True,
-            encoding="utf-8-sig",
+            usecols=range(columns) if columns else None,
         )
-    except (pd.errors.ParserError, UnicodeDecodeError) as exc:
+    except (pd.errors.ParserError, ValueError) as exc:
         raise GeneTableError(f"cannot parse as tab-separated text ({exc})", path=path) from exc
-    return table
-
-
-def _add_line_numbers(table: pd.DataFrame, path: Path, header: bool) -> pd.DataFrame:
-    """Attach the 1-based file line of each row (skipping comments and blank lines)."""
-    numbers = []
-    with _open_text(path) as fh:
-        seen_header = not header
-        for n, raw in enumerate(fh, start=1):
-            if not raw.strip() or raw.startswith(("#", "track", "browser")):
-                continue
-            if not seen_header:
-                seen_header = True
-                continue
-            numbers.append(n)
-    table = table.copy()
-    table["_line"] = numbers[: len(table)] if len(numbers) >= len(table) else range(1, len(table) + 1)
+    table["_line"] = numbers if len(numbers) == len(table) else range(1, len(table) + 1)
     return table
 
 
@@ -244,12 +299,11 @@ def _read_ml4g(path: Path) -> pd.DataFrame:
     """ML4G CAGE tables. TSS_start..TSS_end is a 50 bp window starting at the TSS and running
     downstream, so the TSS is TSS_start on + and TSS_end - 1 on -. Coordinates are taken as
     0-based half-open, as in BED."""
-    raw = _read_delimited(path, header=True)
+    raw = _read_table(path, header=True)
     raw.columns = [c.strip() for c in raw.columns]
     missing = [c for c in ML4G_COLUMNS if c not in raw.columns]
     if missing:
         raise GeneTableError(f"missing column(s) {', '.join(missing)} for an ML4G gene table", path=path)
-    raw = _add_line_numbers(raw, path, header=True)
     ints = {c: _to_int(raw, c, path, 2, "gene_name") for c in ML4G_COLUMNS[2:6]}
     plus = raw["strand"].str.strip() == "+"
     tss = ints["TSS_start"].where(plus, ints["TSS_end"] - 1)
@@ -272,22 +326,22 @@ def _read_bed(path: Path) -> pd.DataFrame:
     A first line naming the columns (``chrom start end ...``) is skipped as a header."""
     rows = []
     lines = []
-    with _open_text(path) as fh:
-        for n, raw_line in enumerate(fh, start=1):
-            if not raw_line.strip() or raw_line.startswith(("#", "track", "browser")):
-                continue
-            fields = raw_line.rstrip("\n\r").split("\t")
-            if not rows and len(fields) >= 3 and not fields[1].strip().isdigit() and fields[1].strip().lower() in ("start", "chromstart", "txstart"):
-                continue
-            if len(fields) < 6:
-                raise GeneTableError(
-                    f"BED gene table needs 6 columns (chrom, start, end, name, score, strand), "
-                    f"found {len(fields)}",
-                    path=path,
-                    line=n,
-                )
-            rows.append(fields[:6])
-            lines.append(n)
+    data, _ = _data_lines(path)
+    for n, line in data:
+        fields = line.split("\t")
+        if not rows and len(fields) >= 3 and not fields[1].strip().isdigit() and fields[1].strip().lower() in ("start", "chromstart", "txstart"):
+            continue
+        if len(fields) < 6:
+            raise GeneTableError(
+                f"BED gene table needs 6 columns (chrom, start, end, name, score, strand), "
+                f"found {len(fields)}",
+                path=path,
+                line=n,
+            )
+        rows.append(fields[:6])
+        lines.append(n)
+    if not rows:
+        raise GeneTableError(NO_ROWS, path=path)
     raw = pd.DataFrame(rows, columns=["chrom", "start", "end", "name", "score", "strand"])
     raw["_line"] = lines
     start = _to_int(raw, "start", path, 1, "name")
@@ -312,14 +366,10 @@ def _gtf_attribute(attrs: pd.Series, key: str) -> pd.Series:
 
 def _read_gtf(path: Path) -> pd.DataFrame:
     """GTF ``gene`` records (1-based inclusive) converted to 0-based half-open."""
-    try:
-        raw = pd.read_csv(
-            path, sep="\t", header=None, comment="#", dtype=str, usecols=range(9), keep_default_na=False
-        )
-    except (pd.errors.ParserError, ValueError) as exc:
-        raise GeneTableError(f"cannot parse as GTF ({exc})", path=path) from exc
-    raw.columns = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attrs"]
-    raw = _add_line_numbers(raw, path, header=False)
+    raw = _read_table(path, header=False, columns=9)
+    if raw.shape[1] != 10:
+        raise GeneTableError(f"cannot parse as GTF: {raw.shape[1] - 1} columns, expected 9", path=path)
+    raw.columns = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attrs", "_line"]
     raw = raw[raw["feature"] == "gene"].reset_index(drop=True)
     if raw.empty:
         raise GeneTableError("GTF has no 'gene' records", path=path)
@@ -363,9 +413,9 @@ def _read_tss_tsv(path: Path, build: str | None) -> pd.DataFrame:
     TSS but no gene body (``genes_hg38_hg19.tsv`` for hg19), the body is carried over from the
     other build, shifted by the TSS offset, since liftover is locally a translation.
     """
-    raw = _read_delimited(path, header=True)
+    raw = _read_table(path, header=True)
     raw.columns = [c.strip() for c in raw.columns]
-    columns = list(raw.columns)
+    columns = [c for c in raw.columns if c != "_line"]
     builds_present = [b for b in BUILDS if any(c.lower().endswith(b) for c in columns)]
     if builds_present and build is None:
         raise GeneTableError(
@@ -386,7 +436,6 @@ def _read_tss_tsv(path: Path, build: str | None) -> pd.DataFrame:
         missing.insert(0, "gene_id or gene_name")
     if missing:
         raise GeneTableError(f"missing column(s) {', '.join(missing)} for a TSS-column gene table", path=path)
-    raw = _add_line_numbers(raw, path, header=True)
     id_col = cols["gene_id"] or cols["gene_name"]
     # Rows without coordinates for the chosen build (unmapped genes) are skipped, not errors.
     missing_values = {"", "NA", "NaN", "nan", "None", "."}

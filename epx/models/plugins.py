@@ -9,6 +9,8 @@ fails to load becomes a listed error, never a crash (as httpie's plugin manager 
 from __future__ import annotations
 
 import json
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,74 @@ from epx.errors import PluginError
 from epx.models.contract import INPUT_KINDS, TASKS
 
 ENTRY_POINT_GROUP = "epx.models"
+
+
+@dataclass(frozen=True)
+class Interval:
+    """The allowed range of a numeric parameter: ``low``/``high`` (None = unbounded), each end
+    inclusive unless marked open. An unbounded end excludes infinity, and NaN is never inside."""
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+
+    def __contains__(self, value: Any) -> bool:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or math.isnan(value):
+            return False
+        if self.low is None:
+            low_ok = value > -math.inf
+        else:
+            low_ok = value > self.low if self.low_open else value >= self.low
+        if self.high is None:
+            high_ok = value < math.inf
+        else:
+            high_ok = value < self.high if self.high_open else value <= self.high
+        return low_ok and high_ok
+
+    def __str__(self) -> str:
+        low = "-inf" if self.low is None else f"{self.low:g}"
+        high = "inf" if self.high is None else f"{self.high:g}"
+        return f"{'(' if self.low_open or self.low is None else '['}{low}, {high}{')' if self.high_open or self.high is None else ']'}"
+
+    def as_json(self) -> dict[str, Any]:
+        return {"min": self.low, "max": self.high, "min_inclusive": self.low is not None and not self.low_open,
+                "max_inclusive": self.high is not None and not self.high_open, "interval": str(self)}
+
+
+_INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^\])\s]*)\s*([\])])\s*$")
+
+
+def parse_interval(model: str, key: str, bound: Any) -> Interval:
+    """A bound as a spec declares it: ``(low, high)`` (both inclusive, None = unbounded), or an
+    interval string such as ``"(0, 1]"`` or ``"[2, inf)"`` whose brackets say which ends are open."""
+    if isinstance(bound, Interval):
+        return bound
+    where = f"model {model!r}: bound of parameter {key!r}"
+    if isinstance(bound, str):
+        m = _INTERVAL.match(bound)
+        if not m:
+            raise PluginError(f"{where} must be (low, high) or an interval such as '(0, 1]' or '[0, inf)', got {bound!r}")
+        opening, low_text, high_text, closing = m.groups()
+        try:
+            low = None if low_text in ("", "-inf") else float(low_text)
+            high = None if high_text in ("", "inf", "+inf") else float(high_text)
+        except ValueError:
+            raise PluginError(f"{where}: {bound!r} has a non-numeric end") from None
+        interval = Interval(low, high, low_open=opening == "(", high_open=closing == ")")
+    elif isinstance(bound, (tuple, list)) and len(bound) == 2:
+        for end in bound:
+            if end is not None and (isinstance(end, bool) or not isinstance(end, (int, float)) or math.isnan(end)):
+                raise PluginError(f"{where} must be numbers or None, got {tuple(bound)!r}")
+        low, high = (None if e is None or math.isinf(e) else e for e in bound)
+        interval = Interval(low, high)
+    else:
+        raise PluginError(f"{where} must be (low, high) or an interval such as '(0, 1]', got {bound!r}")
+    if interval.low is not None and interval.high is not None and (
+        interval.low > interval.high or (interval.low == interval.high and (interval.low_open or interval.high_open))
+    ):
+        raise PluginError(f"{where} {bound!r} is empty")
+    return interval
 
 
 @dataclass(frozen=True)
@@ -30,6 +100,11 @@ class ModelSpec:
     model: str  # "package.module:ClassName", imported only when used
     params: dict[str, Any] = field(default_factory=dict)
     param_help: dict[str, str] = field(default_factory=dict)
+    # Allowed ranges of numeric parameters: (low, high), both inclusive, None = unbounded, or an
+    # interval string with open ends, e.g. "(0, 1]"; normalised to Interval objects.
+    param_bounds: dict[str, Any] = field(default_factory=dict)
+    # Allowed values of a parameter, e.g. {"objective": ("l2", "huber")}.
+    param_choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -42,6 +117,55 @@ class ModelSpec:
         for key, value in self.params.items():
             if not isinstance(value, (bool, int, float, str)) and value is not None:
                 raise PluginError(f"model {self.name!r}: default for {key!r} must be bool, int, float, str or None")
+        self._check_bounds_and_choices()
+
+    def _check_bounds_and_choices(self) -> None:
+        """Bounds and choices name real parameters, fit their types, and admit the defaults."""
+        known = ", ".join(sorted(self.params)) or "none"
+        bounds = {}
+        for key, bound in self.param_bounds.items():
+            if key not in self.params:
+                raise PluginError(f"model {self.name!r}: param_bounds names unknown parameter {key!r} (parameters: {known})")
+            default = self.params[key]
+            if isinstance(default, bool) or not isinstance(default, (int, float)):
+                raise PluginError(f"model {self.name!r}: param_bounds for {key!r} needs a numeric default, "
+                                  f"not {type(default).__name__} {default!r}")
+            interval = parse_interval(self.name, key, bound)
+            if default not in interval:
+                raise PluginError(f"model {self.name!r}: default {key}={default!r} is outside its bounds {interval}")
+            bounds[key] = interval
+        object.__setattr__(self, "param_bounds", bounds)
+        choices = {}
+        for key, values in self.param_choices.items():
+            if key not in self.params:
+                raise PluginError(f"model {self.name!r}: param_choices names unknown parameter {key!r} (parameters: {known})")
+            if isinstance(values, str) or not isinstance(values, (tuple, list)) or not values:
+                raise PluginError(f"model {self.name!r}: param_choices for {key!r} must be a non-empty tuple of values")
+            default = self.params[key]
+            coerced = tuple(coerce_param(self.name, key, v, default) for v in values)
+            if default not in coerced:
+                raise PluginError(f"model {self.name!r}: default {key}={default!r} is not one of its choices "
+                                  f"{', '.join(map(repr, coerced))}")
+            choices[key] = coerced
+        object.__setattr__(self, "param_choices", choices)
+
+    def allowed(self, key: str) -> str:
+        """The allowed values of a parameter as text: its interval, its choices, or ''."""
+        parts = []
+        if key in self.param_bounds:
+            parts.append(str(self.param_bounds[key]))
+        if key in self.param_choices:
+            parts.append(" | ".join(map(str, self.param_choices[key])))
+        return "; ".join(parts)
+
+    def check_param(self, key: str, value: Any) -> None:
+        """Raise a one-line PluginError when ``value`` is outside the parameter's bounds or choices."""
+        if key in self.param_bounds and value not in self.param_bounds[key]:
+            raise PluginError(f"model {self.name!r}: parameter {key!r} = {value!r} is out of range; "
+                              f"allowed: {self.param_bounds[key]}")
+        if key in self.param_choices and value not in self.param_choices[key]:
+            raise PluginError(f"model {self.name!r}: parameter {key!r} = {value!r} is not allowed; "
+                              f"choose one of {', '.join(map(str, self.param_choices[key]))}")
 
     def load_class(self) -> type:
         """Import the model class (the heavy part) on demand."""
@@ -55,13 +179,15 @@ class ModelSpec:
             raise PluginError(f"model {self.name!r}: cannot import {self.model} ({type(exc).__name__}: {exc})") from exc
 
     def resolve_params(self, overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-        """Merge overrides into the defaults, coercing strings to each default's type."""
+        """Merge overrides into the defaults, coercing strings to each default's type and checking
+        each override against the parameter's declared bounds and choices."""
         resolved = dict(self.params)
         for key, raw in (overrides or {}).items():
             if key not in self.params:
                 known = ", ".join(sorted(self.params)) or "none"
                 raise PluginError(f"model {self.name!r} has no parameter {key!r} (parameters: {known})")
             resolved[key] = coerce_param(self.name, key, raw, self.params[key])
+            self.check_param(key, resolved[key])
         return resolved
 
 

@@ -18,4 +18,8 @@ spec = ModelSpec(
         "fit_intercept": "learn an unpenalised intercept",
         "max_iter": "Newton steps for the logistic (binary) fit",
     },
+    # (low, high) bounds are inclusive and None leaves an end unbounded; an interval string says
+    # which ends are open: alpha = 0 (no penalty) makes the normal equations singular on
+    # collinear features, so alpha must be > 0.
+    param_bounds={"alpha": "(0, inf)", "max_iter": (1, None)},
 )

@@ -51,6 +51,23 @@ spec = ModelSpec(
         "max_bin": "histogram bins per feature (LightGBM's default is 255; 63 makes split finding ~3x faster on wide feature tables)",
         "n_jobs": "LightGBM threads (0 = all cores, or one below 10,000 training rows); fits are deterministic per thread count",
     },
+    # "(" / ")" exclude an end, "[" / "]" include it; "inf" leaves it unbounded.
+    param_bounds={
+        "threshold": "[0, 1]",
+        "n_estimators": "[1, inf)",
+        "learning_rate": "(0, inf)",
+        "num_leaves": "[2, inf)",
+        "max_depth": "[-1, inf)",
+        "min_child_samples": "[1, inf)",
+        "feature_fraction": "(0, 1]",
+        "bagging_fraction": "(0, 1]",
+        "bagging_freq": "[0, inf)",
+        "lambda_l2": "[0, inf)",
+        "early_stopping_rounds": "[0, inf)",
+        "rounds_without_valid": "[1, inf)",
+        "max_bin": "[2, inf)",
+        "n_jobs": "[0, inf)",
+    },
 )
 
 __all__ = ["spec"]

@@ -64,8 +64,8 @@ class LGBMModel:
 
         if task not in spec.tasks:
             raise PluginError(f"model 'lgbm' does not support task {task!r}; use one of {', '.join(spec.tasks)}")
-        self.params = spec.resolve_params(params)  # fills missing keys, coerces strings, rejects unknown
-        self._validate_params()
+        # fills missing keys, coerces strings, rejects unknown keys and values outside the spec's bounds
+        self.params = spec.resolve_params(params)
         self.task = task
         self.seed = int(seed)
         self.feature_names_: list[str] = []
@@ -76,25 +76,6 @@ class LGBMModel:
         self._train_threads = int(self.params["n_jobs"])
 
     # -- configuration -------------------------------------------------------------------------
-
-    def _validate_params(self) -> None:
-        p = self.params
-        problems = []
-        if not 0.0 <= p["threshold"] <= 1.0:
-            problems.append(f"threshold must be in [0, 1], got {p['threshold']}")
-        for key in ("n_estimators", "num_leaves", "min_child_samples", "rounds_without_valid"):
-            if p[key] < 1 or (key == "num_leaves" and p[key] < 2):
-                problems.append(f"{key} must be positive, got {p[key]}")
-        for key in ("feature_fraction", "bagging_fraction"):
-            if not 0.0 < p[key] <= 1.0:
-                problems.append(f"{key} must be in (0, 1], got {p[key]}")
-        for key in ("bagging_freq", "early_stopping_rounds", "n_jobs", "lambda_l2"):
-            if p[key] < 0:
-                problems.append(f"{key} must be >= 0, got {p[key]}")
-        if p["learning_rate"] <= 0:
-            problems.append(f"learning_rate must be > 0, got {p['learning_rate']}")
-        if problems:
-            raise PluginError("model 'lgbm': " + "; ".join(problems))
 
     @property
     def two_stage(self) -> bool:
