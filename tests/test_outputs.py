@@ -285,3 +285,21 @@ def test_debug_shows_the_traceback(run, small_genes, tmp_path):
     user_tsv.write_text("mine\n")
     result = run("--debug", "split", small_genes, "--loco", "-o", user_tsv, "--force")
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_gzipped_bigwig_is_one_line_without_c_library_noise(demo_study, tmp_path):
+    """A subprocess, so anything a C library writes to file descriptor 2 is captured too."""
+    import gzip
+
+    manifest = (demo_study / "manifest.tsv").read_text().splitlines()
+    header, row = manifest[0], next(r for r in manifest[1:] if r.split("\t")[2] == "bigwig")
+    cell, assay, kind, rel = row.split("\t")
+    gz = tmp_path / "signal.bw"
+    gz.write_bytes(gzip.compress((demo_study / rel).read_bytes()))
+    (tmp_path / "manifest.tsv").write_text(f"{header}\n{cell}\t{assay}\t{kind}\t{gz}\n")
+    for cmd in (["check"], ["featurize", "-o", str(tmp_path / "ds")]):
+        result = subprocess.run([sys.executable, "-m", "epx.cli", *cmd, "--genes", str(demo_study / "genes.tsv"),
+                                 "--manifest", str(tmp_path / "manifest.tsv")], capture_output=True, text=True)
+        lines = _assert_one_line(result, "gzip-compressed, not a bigWig", str(gz))
+        assert len(lines) == 1 and "bwHdrRead" not in result.stderr, result.stderr
+    assert not (tmp_path / "ds").exists()
