@@ -73,6 +73,8 @@ def training_inputs(config: dict[str, Any]) -> dict[str, Any]:
 def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
     """Refuse, naming the first difference, a dataset the run's models cannot read."""
     kind = config.get("input_kind", "tabular")
+    if kind not in ("tabular", "binned"):
+        raise PluginError(f"run {run_dir} reads {kind} inputs, which a dataset directory does not provide yet")
     if kind not in ds.input_kinds:
         raise DatasetError(f"run {run_dir} needs {kind} inputs; this dataset has {', '.join(ds.input_kinds) or 'none'} "
                            f"(re-run epx featurize{' without --no-bins' if kind == 'binned' else ''})", path=ds.path)
