@@ -9,7 +9,6 @@ shim file per module in the package.
 from __future__ import annotations
 
 import importlib
-import importlib.abc
 import importlib.machinery
 import sys
 
@@ -29,7 +28,11 @@ MOVED = {
 }
 
 
-class _MovedFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
+class _MovedFinder:
+    """A meta-path finder and loader by protocol (find_spec, create_module, exec_module); not
+    derived from ``importlib.abc``, whose import pulls in importlib.resources, tempfile and shutil
+    (~7 ms of every ``epx`` start, shell completion included)."""
+
     def find_spec(self, fullname, path=None, target=None):  # type: ignore[no-untyped-def]
         if fullname in MOVED:
             return importlib.machinery.ModuleSpec(fullname, self)
