@@ -8,6 +8,7 @@ command imports what it needs inside its body. ``tests/test_startup.py`` enforce
 from __future__ import annotations
 
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -565,6 +566,17 @@ def import_deepchrome(
 
 def main() -> None:
     """Console-script entry point."""
+    complete = os.environ.get("_EPX_COMPLETE", "")
+    if complete.startswith("complete_"):  # a TAB: answer without building the command tree
+        from epx.completion import answer
+
+        code = answer(app, complete)
+        if code is not None:
+            sys.exit(code)
+    elif sys.argv[1:] in (["--help"], ["-h"]):  # the root help needs no command's parameters
+        from epx.fasthelp import root_help_command
+
+        root_help_command(app)()
     try:
         app()
     except KeyboardInterrupt:

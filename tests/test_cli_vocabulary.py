@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import subprocess
+import sys
 import zipfile
 
 import pytest
@@ -157,3 +159,18 @@ def test_featurize_table_header_and_wrote(demo_study, tmp_path, run):
     assert result.exit_code == 0, result.stderr
     assert re.search(r"item\s.*value", result.stdout)
     assert _wrote(result.stderr, out)
+
+
+def test_root_help_light_path_matches_typer():
+    """`epx --help` from the console-script entry point (no command built) equals Typer's own."""
+    import os
+
+    light = "import sys; sys.argv = ['epx', '{flag}']; from epx.cli import main; main()"
+    typer = "import sys; sys.argv = ['epx', '{flag}']; from epx.cli import app; app(prog_name='epx')"
+    for columns, flag in (("80", "--help"), ("50", "-h")):
+        env = {**os.environ, "COLUMNS": columns}
+        got = [subprocess.run([sys.executable, "-c", code.format(flag=flag)], capture_output=True, text=True, env=env)
+               for code in (light, typer)]
+        assert got[0].returncode == got[1].returncode == 0, got[0].stderr + got[1].stderr
+        assert got[0].stdout == got[1].stdout
+        assert "Commands:" in got[0].stdout and "train" in got[0].stdout
