@@ -8,7 +8,7 @@ import sys
 import zipfile
 
 import pytest
-from conftest import assert_user_error
+from conftest import assert_user_error, train_run_dir
 
 from epx import choices
 
@@ -101,16 +101,8 @@ def test_demo_n_genes_and_old_spelling(tmp_path, run):
 @pytest.fixture(scope="module")
 def random_run(demo_dataset, tmp_path_factory):
     """epx train with the new spellings: --random K and --test-cells."""
-    from typer.testing import CliRunner
-
-    from epx.cli import app
-
-    out = tmp_path_factory.mktemp("runs") / "ridge-random"
-    result = CliRunner().invoke(app, ["train", str(demo_dataset), "--model", "ridge", "--random", "3",
-                                      "--train-cells", "X1,X2", "--test-cells", "X3", "-o", str(out)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
-    return out, result
+    return train_run_dir(tmp_path_factory, "ridge-random", demo_dataset, "--model", "ridge", "--random", "3",
+                         "--train-cells", "X1,X2", "--test-cells", "X3")
 
 
 def test_train_random_and_test_cells(random_run):

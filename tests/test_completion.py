@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import pytest
+from conftest import train_run_dir
 
 HEAVY = ["pandas", "numpy", "torch", "lightgbm", "pyBigWig", "pyarrow", "scipy", "epx_lgbm.model",
          "epx_example.model", "epx.io.genes", "epx.split", "typer._adapters", "pydantic"]
@@ -54,15 +55,8 @@ def both(line: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def run_dir(demo_dataset, tmp_path_factory):
-    from typer.testing import CliRunner
-
-    from epx.cli import app
-
-    out = tmp_path_factory.mktemp("runs") / "ridge"
-    result = CliRunner().invoke(app, ["train", str(demo_dataset), "--model", "ridge", "--chr-kfold", "3",
-                                      "--train-cells", "X1", "--test-cells", "X3", "-o", str(out)],
-                                catch_exceptions=False)
-    assert result.exit_code == 0, result.stderr
+    out, _ = train_run_dir(tmp_path_factory, "ridge", demo_dataset, "--model", "ridge", "--chr-kfold", "3",
+                           "--train-cells", "X1", "--test-cells", "X3")
     return out
 
 
