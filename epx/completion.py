@@ -387,13 +387,15 @@ def _resolve(app: Any, args: list[str]) -> _Resolved:
     node = _group(app, root=True)
     words = list(args)
     while node.commands is not None:  # a group: its options are flags, then a subcommand
+        flags: set[str] = set()
         while words and _start_of_option(words[0]):
             opt = _find(node, words[0])
             if opt is None or not opt.flag:
                 raise _Unsure
+            flags.add(opt.name)
             words.pop(0)
         if not words:
-            return _Resolved(node, {}, set(), None, [])
+            return _Resolved(node, {}, flags, None, [])
         name = words.pop(0)
         if name not in node.commands:
             raise _Unsure

@@ -112,6 +112,7 @@ def test_names_commands_and_paths(demo_dataset):
     assert "--predict-cells" not in both(f"epx train {ds} --")  # hidden
     assert both("epx train ") == []  # a directory: the shell completes paths
     assert both("epx demo --n") == ["--n-genes"]
+    assert both("epx --debug --d") == []  # a root flag given once
 
 
 def test_zsh_and_fish(demo_dataset):
