@@ -68,7 +68,14 @@ class _EpxCommand(typer.core.TyperCommand):
                 param.get_usage_pieces = functools.partial(_usage_piece, param)  # type: ignore[method-assign]
 
 
-app = typer.Typer(
+class _EpxTyper(typer.Typer):
+    """Typer whose commands default to _EpxCommand (so commands added later get the same help)."""
+
+    def command(self, *args, cls=None, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().command(*args, cls=cls or _EpxCommand, **kwargs)
+
+
+app = _EpxTyper(
     name="epx",
     cls=_EpxGroup,
     help="Predict gene expression from epigenomic tracks and DNA sequence.",
@@ -131,7 +138,7 @@ def _alias_value(new, old, default, names: str):  # type: ignore[no-untyped-def]
 # -- epx demo -----------------------------------------------------------------------------------
 
 
-@app.command(short_help="Write a synthetic demo study.", cls=_EpxCommand)
+@app.command(short_help="Write a synthetic demo study.")
 def demo(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to create with the demo study.")],
     genes: Annotated[int, typer.Option("--n-genes", min=200, metavar="N", help="Number of genes.")] = 2000,
@@ -155,7 +162,7 @@ def demo(
 # -- epx models ---------------------------------------------------------------------------------
 
 
-@app.command(short_help="List model plugins or show one.", cls=_EpxCommand)
+@app.command(short_help="List model plugins or show one.")
 def models(
     name: Annotated[
         str | None,
@@ -201,7 +208,7 @@ def models(
 # -- epx check ----------------------------------------------------------------------------------
 
 
-@app.command(short_help="Validate genes, labels and manifest.", cls=_EpxCommand)
+@app.command(short_help="Validate genes, labels and manifest.")
 def check(
     genes: Annotated[list[Path], typer.Option("--genes", "-g", metavar="FILE", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column; repeatable.")],
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", metavar="FILE", help="Track manifest (TSV or YAML).")] = None,
@@ -238,7 +245,7 @@ def check(
 # -- epx split ----------------------------------------------------------------------------------
 
 
-@app.command(short_help="Assign genes to folds (split contract).", cls=_EpxCommand)
+@app.command(short_help="Assign genes to folds (split contract).")
 def split(
     input: Annotated[Path, typer.Argument(help="A gene table or a dataset directory.", metavar="GENES_OR_DATASET")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Split table to write (TSV).")],
@@ -296,7 +303,7 @@ def split(
 # -- epx featurize ------------------------------------------------------------------------------
 
 
-@app.command(short_help="Tracks -> features and binned tracks.", cls=_EpxCommand)
+@app.command(short_help="Tracks -> features and binned tracks.")
 def featurize(
     genes: Annotated[list[Path] | None, typer.Option("--genes", "-g", metavar="FILE", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column; repeatable.")] = None,
     manifest: Annotated[Path | None, typer.Option("--manifest", "-m", metavar="FILE", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
@@ -358,7 +365,7 @@ def featurize(
 # -- epx train ----------------------------------------------------------------------------------
 
 
-@app.command(short_help="Cross-validate a model; write a run.", cls=_EpxCommand)
+@app.command(short_help="Cross-validate a model; write a run.")
 def train(
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset directory (epx featurize or epx import).")],
     model: Annotated[str, typer.Option("--model", metavar="NAME", help="Model plugin name (see epx models).", autocompletion=complete_model)],
@@ -437,7 +444,7 @@ def _fmt(v) -> str:
 # -- epx stack / submit / explain ---------------------------------------------------------------
 
 
-@app.command(short_help="Combine runs' predictions.", cls=_EpxCommand)
+@app.command(short_help="Combine runs' predictions.")
 def stack(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run (or stack) directories over the same genes and cell lines.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Stack directory to write.")],
@@ -459,7 +466,7 @@ def stack(
     console.info(f"wrote {output}")
 
 
-@app.command(short_help="Write the ML4G submission zip.", cls=_EpxCommand)
+@app.command(short_help="Write the ML4G submission zip.")
 def submit(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run or stack directory with predictions for the cell line.")],
     cell: Annotated[str, typer.Option("--cell", metavar="CELL", help="Cell line to submit, e.g. X3.", autocompletion=complete_run_cell)],
@@ -481,7 +488,7 @@ def submit(
     console.info(f"wrote {s['zip']}")
 
 
-@app.command(short_help="Print a run's metric table.", cls=_EpxCommand)
+@app.command(short_help="Print a run's metric table.")
 def report(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run or stack directory.")],
 ) -> None:
@@ -510,7 +517,7 @@ def _print_stack(summary: dict) -> None:
     console.table(title, ["run", "cell line", *keys], rows)
 
 
-@app.command(short_help="Top features by gain and SHAP.", cls=_EpxCommand)
+@app.command(short_help="Top features by gain and SHAP.")
 def explain(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Number of features to show.")] = 20,
@@ -531,12 +538,12 @@ def explain(
 
 # -- epx import ---------------------------------------------------------------------------------
 
-import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", short_help="Import public binned data.",
+import_app = _EpxTyper(help="Convert public binned data sets into an epx dataset.", short_help="Import public binned data.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
-@import_app.command("deepchrome", cls=_EpxCommand)
+@import_app.command("deepchrome")
 def import_deepchrome(
     inputs: Annotated[list[Path], typer.Argument(metavar="CSV...", help="DeepChrome/AttentiveChrome CSV files, or directories holding them.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to create.")],
