@@ -7,6 +7,8 @@ command imports what it needs inside its body. ``tests/test_startup.py`` enforce
 
 from __future__ import annotations
 
+import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -14,7 +16,26 @@ from typing import Annotated
 import typer
 
 from epx._version import __version__
-from epx.completion import complete_assay, complete_cell, complete_model  # noqa: F401 - used below
+from epx.choices import (
+    BUILDS,
+    REPORT_FORMATS,
+    STACK_RULES,
+    TARGETS,
+    TSS_MODES,
+    Build,
+    ReportFormat,
+    StackRule,
+    Target,
+    TssMode,
+)
+from epx.completion import (
+    complete_assay,
+    complete_cell,
+    complete_chroms,
+    complete_model,
+    complete_param,
+    complete_run_cell,
+)
 from epx.errors import EpxError
 
 
@@ -47,7 +68,37 @@ def _fail(message: str, code: int) -> None:
     raise typer.Exit(code) from None
 
 
-app = typer.Typer(
+def _no_type(ctx):  # type: ignore[no-untyped-def]
+    return None
+
+
+def _usage_piece(param, ctx):  # type: ignore[no-untyped-def]
+    name = param.display_name_raw
+    if param.nargs != 1 and not name.endswith("..."):
+        name += "..."
+    return [name if param.required else f"[{name}]"]
+
+
+class _EpxCommand(typer.core.TyperCommand):
+    """Unix-style help: arguments by their metavar (``DATASET``, ``RUN...``), without Typer's
+    ``{NAME}`` usage braces and ``<path>`` / ``<list[Path]>`` type labels."""
+
+    def __init__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        super().__init__(*args, **kwargs)
+        for param in self.params:
+            if isinstance(param, typer.core.TyperArgument):
+                param.display_type_rich = _no_type  # type: ignore[method-assign]
+                param.get_usage_pieces = functools.partial(_usage_piece, param)  # type: ignore[method-assign]
+
+
+class _EpxTyper(typer.Typer):
+    """Typer whose commands default to _EpxCommand (so commands added later get the same help)."""
+
+    def command(self, *args, cls=None, **kwargs):  # type: ignore[no-untyped-def, override]
+        return super().command(*args, cls=cls or _EpxCommand, **kwargs)
+
+
+app = _EpxTyper(
     name="epx",
     cls=_EpxGroup,
     help="Predict gene expression from epigenomic tracks and DNA sequence.",
@@ -86,24 +137,47 @@ def _split_list(values: list[str] | None) -> list[str]:
     return out
 
 
+def _choices(values: tuple[str, ...]) -> str:
+    """The help metavar of an enumeration, e.g. ``[one-sided|both]``."""
+    return "[" + "|".join(values) + "]"
+
+
+def _alias_list(new: list[str] | None, old: list[str] | None) -> list[str]:
+    """Values of a repeatable option and of its hidden old spelling, together."""
+    return [*(new or []), *(old or [])]
+
+
+def _alias_value(new, old, default, names: str):  # type: ignore[no-untyped-def]
+    """An option's value or its hidden old spelling's (``names`` = "--new and --old", for the error)."""
+    if old is None:
+        return new
+    if new != default and new != old:
+        from epx.errors import EpxError
+
+        raise EpxError(f"{names} are the same option: give one")
+    return old
+
+
 # -- epx demo -----------------------------------------------------------------------------------
 
 
 @app.command(short_help="Write a synthetic demo study.")
 def demo(
-    directory: Annotated[Path, typer.Argument(help="Directory to create with the demo study.")],
-    genes: Annotated[int, typer.Option("--genes", min=200, help="Number of genes.")] = 2000,
-    seed: Annotated[int, typer.Option(help="Random seed; the same seed writes identical files.")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Replace DIRECTORY if it exists.")] = False,
+    directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to create with the demo study.")],
+    genes: Annotated[int, typer.Option("--n-genes", min=200, metavar="N", help="Number of genes.")] = 2000,
+    genes_old: Annotated[int | None, typer.Option("--genes", min=200, hidden=True, help="Old name of --n-genes.")] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed; the same seed writes identical files.")] = 0,
+    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
 ) -> None:
     """Write a realistic synthetic study: genes, CAGE-like labels for X1-X3, bigWig and
     narrowPeak tracks for 7 assays, and a manifest."""
     from epx import console
     from epx.demo import write_demo
 
+    genes = _alias_value(genes, genes_old, 2000, "--n-genes and --genes")
     with console.stderr().status(f"writing demo study to {directory}"):
         paths = write_demo(directory, n_genes=genes, seed=seed, force=force)
-    console.info(f"wrote demo study to {directory}")
+    console.info(f"wrote {directory}")
     for key, path in paths.items():
         typer.echo(f"{key}\t{path}")
 
@@ -115,7 +189,7 @@ def demo(
 def models(
     name: Annotated[
         str | None,
-        typer.Argument(help="Show one model's parameters.", autocompletion=complete_model),
+        typer.Argument(metavar="NAME", help="Show one model's parameters.", autocompletion=complete_model),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")] = False,
 ) -> None:
@@ -161,10 +235,10 @@ def models(
 
 @app.command(short_help="Validate genes, labels and manifest.")
 def check(
-    genes: Annotated[list[Path], typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")],
-    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML).")] = None,
-    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE expression labels; repeatable.")] = None,
-    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns (hg19 or hg38).")] = None,
+    genes: Annotated[list[Path], typer.Option("--genes", "-g", metavar="FILE", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column; repeatable.")],
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", metavar="FILE", help="Track manifest (TSV or YAML).")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Expression labels of a cell line; repeatable.")] = None,
+    build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
 ) -> None:
     """Validate a gene table, labels and track manifest against each other; print a summary."""
     from epx import console
@@ -199,18 +273,18 @@ def check(
 @app.command(short_help="Assign genes to folds (split contract).")
 def split(
     input: Annotated[Path, typer.Argument(help="A gene table or a dataset directory.", metavar="GENES_OR_DATASET")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Split table to write (TSV).")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="FILE", help="Split table to write (TSV).")],
     loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out: one fold per chromosome.")] = False,
     chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes, balanced by gene count.")] = None,
-    holdout: Annotated[str | None, typer.Option("--holdout", metavar="VAL_CHROMS", help="Validation chromosomes, e.g. chr14,chr19 (the ML4G protocol).")] = None,
+    holdout: Annotated[str | None, typer.Option("--holdout", metavar="CHROMS", help="Validation chromosomes, e.g. chr14,chr19 (the ML4G protocol).", autocompletion=complete_chroms)] = None,
     random: Annotated[int | None, typer.Option("--random", metavar="K", help="K random gene-level folds (positional leakage inflates scores).")] = None,
-    test: Annotated[str | None, typer.Option("--test", metavar="TEST_CHROMS", help="Chromosomes held out for testing, e.g. chr1.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for chr-kfold tie-breaking and random folds.")] = 0,
-    cells: Annotated[list[str] | None, typer.Option("--cells", help="Cell lines (default: the dataset's, or all).", autocompletion=complete_cell)] = None,
-    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", help="Cell lines to train on (cross-cell).", autocompletion=complete_cell)] = None,
-    test_cells: Annotated[list[str] | None, typer.Option("--test-cells", help="Unseen cell lines to evaluate on (cross-cell).", autocompletion=complete_cell)] = None,
-    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE labels, for the label-balance summary.")] = None,
-    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns.")] = None,
+    test: Annotated[str | None, typer.Option("--test", metavar="CHROMS", help="Chromosomes held out for testing, e.g. chr1.", autocompletion=complete_chroms)] = None,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for chr-kfold tie-breaking and random folds.")] = 0,
+    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Cell lines (default: the dataset's, or all).", autocompletion=complete_cell)] = None,
+    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", metavar="CELLS", help="Cell lines to train on (cross-cell).", autocompletion=complete_cell)] = None,
+    test_cells: Annotated[list[str] | None, typer.Option("--test-cells", metavar="CELLS", help="Unseen cell lines to evaluate on (cross-cell).", autocompletion=complete_cell)] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Labels of a cell line, for the label-balance summary; repeatable.")] = None,
+    build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
     """Assign every (gene, cell line) to folds or roles; all models train on these folds."""
@@ -256,21 +330,21 @@ def split(
 
 @app.command(short_help="Tracks -> features and binned tracks.")
 def featurize(
-    genes: Annotated[list[Path] | None, typer.Option("--genes", "-g", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column.")] = None,
-    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Dataset directory to write.")] = None,
-    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", help="CELL=FILE expression labels; repeatable.")] = None,
-    assays: Annotated[list[str] | None, typer.Option("--assays", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
-    cells: Annotated[list[str] | None, typer.Option("--cells", help="Only these cell lines of the manifest.", autocompletion=complete_cell)] = None,
+    genes: Annotated[list[Path] | None, typer.Option("--genes", "-g", metavar="FILE", help="Gene table(s): ML4G TSV, BED6, GTF or a TSV with a TSS column; repeatable.")] = None,
+    manifest: Annotated[Path | None, typer.Option("--manifest", "-m", metavar="FILE", help="Track manifest (TSV or YAML): cell_line, assay, kind, path.")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to write.")] = None,
+    labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Expression labels of a cell line; repeatable.")] = None,
+    assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
+    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest.", autocompletion=complete_cell)] = None,
     tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
-    tss_mode: Annotated[str, typer.Option("--tss-mode", help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
+    tss_mode: Annotated[TssMode, typer.Option("--tss-mode", metavar=_choices(TSS_MODES), help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
     flank: Annotated[int, typer.Option("--flank", metavar="BP", help="Upstream/downstream flank size.")] = 5000,
     n_bins: Annotated[int, typer.Option("--bins", metavar="N", help="Number of bins around the TSS for neural backends.")] = 100,
     bin_size: Annotated[int, typer.Option("--bin-size", metavar="BP", help="Bin width.")] = 100,
     no_bins: Annotated[bool, typer.Option("--no-bins", help="Skip binned tracks (tabular features only).")] = False,
-    workers: Annotated[int | None, typer.Option("--workers", help="Parallel track workers (default: all cores).")] = None,
-    build: Annotated[str | None, typer.Option(help="Genome build for TSVs with per-build columns.")] = None,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N", help="Parallel track workers (default: all cores).")] = None,
+    build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
     list_features: Annotated[bool, typer.Option("--list-features", help="Print every feature name with a description and exit.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild OUTPUT even if it exists or is up to date.")] = False,
 ) -> None:
@@ -303,13 +377,14 @@ def featurize(
     if summary["up_to_date"]:
         console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
         return
-    console.table(f"Wrote {output}", ["", ""], [
+    console.table(f"Dataset {output}", ["item", "value"], [
         ["genes", f"{summary['genes']:,}"],
         ["cell lines", ", ".join(summary["cell_lines"])],
         ["assays", ", ".join(summary["assays"])],
         ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
         ["binned tracks", " x ".join(map(str, summary["bins"])) if summary["bins"] else "none"],
     ])
+    console.info(f"wrote {output}")
 
 
 # -- epx train ----------------------------------------------------------------------------------
@@ -317,23 +392,25 @@ def featurize(
 
 @app.command(short_help="Cross-validate a model; write a run.")
 def train(
-    dataset: Annotated[Path, typer.Argument(help="Dataset directory (epx featurize or epx import).")],
-    model: Annotated[str, typer.Option("--model", help="Model plugin name (see epx models).", autocompletion=complete_model)],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Run directory to write.")],
-    split_file: Annotated[Path | None, typer.Option("--split", help="A split table from epx split.")] = None,
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset directory (epx featurize or epx import).")],
+    model: Annotated[str, typer.Option("--model", metavar="NAME", help="Model plugin name (see epx models).", autocompletion=complete_model)],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Run directory to write.")],
+    split_file: Annotated[Path | None, typer.Option("--split", metavar="FILE", help="A split table from epx split.")] = None,
     split_subset: Annotated[bool, typer.Option("--split-subset", help="Allow a --split file covering only some of the dataset's genes (train and predict on those).")] = False,
     loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out.")] = False,
     chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes.")] = None,
-    holdout: Annotated[str | None, typer.Option("--holdout", metavar="VAL_CHROMS", help="Validation chromosomes (holdout protocol).")] = None,
-    test: Annotated[str | None, typer.Option("--test", metavar="TEST_CHROMS", help="Held-out test chromosomes, predicted by every fold.")] = None,
-    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", help="Cell lines to train on.", autocompletion=complete_cell)] = None,
-    predict_cells: Annotated[list[str] | None, typer.Option("--predict-cells", help="Unseen cell lines to predict (and evaluate when labelled).", autocompletion=complete_cell)] = None,
-    target: Annotated[str | None, typer.Option("--target", help="raw, log1p, rank, nonzero or binary (default: rank if the model supports it).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", help="Model parameter key=value; repeatable.")] = None,
-    config: Annotated[Path | None, typer.Option("--config", help="TOML or YAML file of model parameters.")] = None,
+    holdout: Annotated[str | None, typer.Option("--holdout", metavar="CHROMS", help="Validation chromosomes (holdout protocol).", autocompletion=complete_chroms)] = None,
+    random: Annotated[int | None, typer.Option("--random", metavar="K", help="K random gene-level folds (positional leakage inflates scores).")] = None,
+    test: Annotated[str | None, typer.Option("--test", metavar="CHROMS", help="Held-out test chromosomes, predicted by every fold.", autocompletion=complete_chroms)] = None,
+    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", metavar="CELLS", help="Cell lines to train on.", autocompletion=complete_cell)] = None,
+    predict_cells: Annotated[list[str] | None, typer.Option("--test-cells", metavar="CELLS", help="Unseen cell lines to predict (and evaluate when labelled).", autocompletion=complete_cell)] = None,
+    predict_cells_old: Annotated[list[str] | None, typer.Option("--predict-cells", hidden=True, help="Old name of --test-cells.", autocompletion=complete_cell)] = None,
+    target: Annotated[Target | None, typer.Option("--target", metavar=_choices(TARGETS), help="What to predict (default: rank if the model supports it).")] = None,
+    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help="Model parameter; repeatable.", autocompletion=complete_param)] = None,
+    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML or YAML file of model parameters.")] = None,
     inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
-    seed: Annotated[int, typer.Option(help="Seed for the model and split tie-breaks.")] = 0,
-    shap_rows: Annotated[int, typer.Option("--shap-rows", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")] = 0,
+    shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
     """Train a model with chromosome-aware cross-validation and write a run directory."""
@@ -344,15 +421,20 @@ def train(
     from epx.train import SplitOptions, TrainOptions
     from epx.train import train as run_train
 
-    chosen = [n for n, v in (("--split", split_file), ("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout)) if v]
+    chosen = [n for n, v in (("--split", split_file), ("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout), ("--random", random)) if v]
     if len(chosen) > 1:
-        raise SplitError(f"choose one of --split, --loco, --chr-kfold, --holdout (got {', '.join(chosen)})")
+        raise SplitError(f"choose one of --split, --loco, --chr-kfold, --holdout, --random (got {', '.join(chosen)})")
     if inner is not None and inner[0] != "chr-kfold":
         raise SplitError(f"--inner supports chr-kfold K (inner folds are whole chromosomes), got {inner[0]!r}")
     overrides = dict(read_param_config(config, model)) if config else {}
     overrides.update(parse_param_options(param or []))
-    scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
-    split_opts = SplitOptions(file=split_file, scheme=scheme, k=chr_kfold,
+    scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout", "--random": "random"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
+    if scheme == "random":
+        from epx.split import RANDOM_WARNING
+
+        console.warn(RANDOM_WARNING)
+    predict_cells = _alias_list(predict_cells, predict_cells_old)
+    split_opts = SplitOptions(file=split_file, scheme=scheme, k=chr_kfold or random,
                               valid_chroms=parse_chrom_list(holdout) if holdout else [],
                               test_chroms=parse_chrom_list(test) if test else [], seed=seed, allow_subset=split_subset)
     options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
@@ -416,10 +498,10 @@ def _fmt(v) -> str:
 
 @app.command(short_help="Combine runs' predictions.")
 def stack(
-    runs: Annotated[list[Path], typer.Argument(help="Run (or stack) directories over the same genes and cell lines.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Stack directory to write.")],
-    rule: Annotated[str, typer.Option("--rule", help="seed (mean rank x mean-probability mask), mean, rank-mean or nnls.")] = "seed",
-    threshold: Annotated[float, typer.Option("--threshold", help="Probability threshold of the seed rule's mask.")] = 0.4,
+    runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run (or stack) directories over the same genes and cell lines.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Stack directory to write.")],
+    rule: Annotated[StackRule, typer.Option("--rule", metavar=_choices(STACK_RULES), help="seed (mean rank x mean-probability mask), mean, rank-mean or nnls.")] = "seed",
+    threshold: Annotated[float, typer.Option("--threshold", metavar="P", help="Probability threshold of the seed rule's mask.")] = 0.4,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
 ) -> None:
     """Combine runs' predictions; reports the stack's out-of-fold metrics next to each run's."""
@@ -438,21 +520,24 @@ def stack(
 
 @app.command(short_help="Write the ML4G submission zip.")
 def submit(
-    run_dir: Annotated[Path, typer.Argument(help="Run or stack directory with predictions for the cell line.")],
-    cell: Annotated[str, typer.Option("--cell", help="Cell line to submit, e.g. X3.")],
-    genes: Annotated[Path, typer.Option("--genes", help="Test gene table, e.g. X3_test_info.tsv (defines row order).")],
-    last_name: Annotated[str, typer.Option("--last-name", help="Your last name (zip file name).")],
-    first_name: Annotated[str, typer.Option("--first-name", help="Your first name (zip file name).")],
-    out_dir: Annotated[Path, typer.Option("--out-dir", help="Where to write the zip.")] = Path("."),
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run or stack directory with predictions for the cell line.")],
+    cell: Annotated[str, typer.Option("--cell", metavar="CELL", help="Cell line to submit, e.g. X3.", autocompletion=complete_run_cell)],
+    genes: Annotated[Path, typer.Option("--genes", metavar="FILE", help="Test gene table, e.g. X3_test_info.tsv (defines row order).")],
+    last_name: Annotated[str, typer.Option("--last-name", metavar="NAME", help="Your last name (zip file name).")],
+    first_name: Annotated[str, typer.Option("--first-name", metavar="NAME", help="Your first name (zip file name).")],
+    out_dir: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Directory to write the zip to.")] = Path("."),
+    out_dir_old: Annotated[Path | None, typer.Option("--out-dir", hidden=True, help="Old name of --output.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing zip.")] = False,
 ) -> None:
     """Write gex_predicted.csv inside LastName_FirstName_Project1.zip, after the format checks."""
     from epx import console
     from epx.submit import write_submission
 
+    out_dir = _alias_value(out_dir, out_dir_old, Path("."), "--output and --out-dir")
     s = write_submission(run_dir, cell, genes, last_name, first_name, out_dir, force)
-    console.table(f"Wrote {s['zip']}", ["", ""], [["rows", f"{s['rows']:,}"], ["min / median / max",
+    console.table(f"Submission {s['zip']}", ["item", "value"], [["rows", f"{s['rows']:,}"], ["min / median / max",
                   f"{s['min']:.4g} / {s['median']:.4g} / {s['max']:.4g}"], ["predicted zero", f"{s['zero']:.1%}"]])
+    console.info(f"wrote {s['zip']}")
 
 
 @app.command(short_help="Leaderboard of runs, stacks and predictions.")
@@ -460,10 +545,10 @@ def report(
     entries: Annotated[list[Path], typer.Argument(help="Run, stack or prediction directories over the same rows.", metavar="RUN_OR_STACK...")],
     baseline: Annotated[str | None, typer.Option("--baseline", metavar="RUN", help="Compare every entry with this one (default: the best).")] = None,
     intersect: Annotated[bool, typer.Option("--intersect", help="Compare entries over different genes on the genes they share.")] = False,
-    fmt: Annotated[str, typer.Option("--format", metavar="FORMAT", help="table, md, tsv or json.")] = "table",
+    fmt: Annotated[ReportFormat, typer.Option("--format", metavar=_choices(REPORT_FORMATS), help="Output format.")] = "table",
     plot_path: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="PNG of the intervals per entry.")] = None,
     n_boot: Annotated[int, typer.Option("--bootstrap", metavar="N", help="Bootstrap resamples over genes.")] = 1000,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the bootstrap.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the bootstrap.")] = 0,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Leave out the TSS-signal baselines.")] = False,
 ) -> None:
     """Score runs, stacks and predictions side by side on the same genes, per cell line, for held-out
@@ -475,8 +560,6 @@ def report(
     from epx import console
     from epx.report import leaderboard, load_entries, markdown, plot, wide
 
-    if fmt not in ("table", "md", "tsv", "json"):
-        raise EpxError(f"--format must be table, md, tsv or json, got {fmt!r}")
     loaded = load_entries(entries)
     if len(loaded) == 1 and fmt == "table" and loaded[0].path is not None:
         summary = json.loads((loaded[0].path / "metrics.json").read_text()) if (loaded[0].path / "metrics.json").is_file() else None
@@ -511,9 +594,9 @@ def _print_stack(summary: dict) -> None:
 
 @app.command(short_help="Top features by gain and SHAP.")
 def explain(
-    run_dir: Annotated[Path, typer.Argument(help="Run directory.")],
-    top: Annotated[int, typer.Option("--top", help="Number of features to show.")] = 20,
-    plot: Annotated[Path | None, typer.Option("--plot", help="PNG to write (default RUN_DIR/top_features.png).")] = None,
+    run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
+    top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Number of features to show.")] = 20,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="PNG to write (default RUN/top_features.png).")] = None,
 ) -> None:
     """Show the features a run relied on (gain importance and mean |SHAP|) and plot them."""
     from epx import console
@@ -530,20 +613,21 @@ def explain(
 
 # -- epx import ---------------------------------------------------------------------------------
 
-import_app = typer.Typer(help="Convert public binned data sets into an epx dataset.", short_help="Import public binned data.",
+import_app = _EpxTyper(help="Convert public binned data sets into an epx dataset.", short_help="Import public binned data.",
                          no_args_is_help=True)
 app.add_typer(import_app, name="import")
 
 
 @import_app.command("deepchrome")
 def import_deepchrome(
-    inputs: Annotated[list[Path], typer.Argument(help="DeepChrome/AttentiveChrome CSV files, or directories holding them.")],
-    output: Annotated[Path, typer.Option("--output", "-o", help="Dataset directory to create.")],
-    marks: Annotated[str, typer.Option("--marks", help="Names of the mark columns in file order, e.g. H3K4me1,H3K4me3,H3K9me3,H3K27me3,H3K36me3.")],
-    annotation: Annotated[Path, typer.Option("--annotation", help="Gene table mapping ENSG ids to chromosomes and TSSs (e.g. genes_hg38_hg19.tsv).")],
-    build: Annotated[str | None, typer.Option(help="Genome build of the annotation columns to use.")] = "hg19",
-    bins: Annotated[int | None, typer.Option("--bins", help="Keep only the central N bins (DeepChrome uses 100 of 200).")] = None,
-    expr: Annotated[list[str] | None, typer.Option("--expr", help="CELL=FILE expression counts (ENSG,count); found automatically as CELL.expr.csv.")] = None,
+    inputs: Annotated[list[Path], typer.Argument(metavar="CSV...", help="DeepChrome/AttentiveChrome CSV files, or directories holding them.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to create.")],
+    marks: Annotated[str, typer.Option("--marks", metavar="ASSAYS", help="Names of the mark columns in file order, e.g. H3K4me1,H3K4me3,H3K9me3,H3K27me3,H3K36me3.")],
+    annotation: Annotated[Path, typer.Option("--annotation", metavar="FILE", help="Gene table mapping ENSG ids to chromosomes and TSSs (e.g. genes_hg38_hg19.tsv).")],
+    build: Annotated[Build, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build of the annotation columns to use.")] = "hg19",
+    bins: Annotated[int | None, typer.Option("--keep-bins", min=1, metavar="N", help="Keep only the central N bins (DeepChrome uses 100 of 200).")] = None,
+    bins_old: Annotated[int | None, typer.Option("--bins", min=1, hidden=True, help="Old name of --keep-bins.")] = None,
+    expr: Annotated[list[str] | None, typer.Option("--expr", metavar="CELL=FILE", help="Expression counts (ENSG,count) of a cell line; found automatically as CELL.expr.csv.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
 ) -> None:
     """Import DeepChrome/AttentiveChrome/DeepDiff binned histone CSVs; train/valid/test files
@@ -551,17 +635,30 @@ def import_deepchrome(
     from epx import console
     from epx.importers import import_deepchrome as run_import
 
+    bins = _alias_value(bins, bins_old, None, "--keep-bins and --bins")
     summary = run_import(
         inputs, output=output, marks=_split_list([marks]), annotation=annotation, build=build,
         n_bins=bins, expr=expr or [], force=force,
     )
     for message in summary.get("warnings", []):
         console.warn(message)
-    console.table(f"Imported {output}", ["", ""], [[k, v] for k, v in summary.items() if k != "warnings"])
+    console.table(f"Dataset {output}", ["item", "value"], [[k, v] for k, v in summary.items() if k != "warnings"])
+    console.info(f"wrote {output}")
 
 
 def main() -> None:
     """Console-script entry point."""
+    complete = os.environ.get("_EPX_COMPLETE", "")
+    if complete.startswith("complete_"):  # a TAB: answer without building the command tree
+        from epx.completion import answer
+
+        code = answer(app, complete)
+        if code is not None:
+            sys.exit(code)
+    elif sys.argv[1:] in (["--help"], ["-h"]):  # the root help needs no command's parameters
+        from epx.fasthelp import root_help_command
+
+        root_help_command(app)()
     try:
         app()
     except KeyboardInterrupt:

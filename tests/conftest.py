@@ -123,3 +123,15 @@ def demo_dataset(demo_study, tmp_path_factory) -> Path:
     result = CliRunner().invoke(app, args, catch_exceptions=False)
     assert result.exit_code == 0, result.stderr
     return out
+
+
+def train_run_dir(tmp_path_factory, name: str, *args: str | Path):
+    """`epx train ARGS -o DIR` through the real CLI, for module-scoped run fixtures; (DIR, result)."""
+    from typer.testing import CliRunner
+
+    from epx.cli import app
+
+    out = tmp_path_factory.mktemp("runs") / name
+    result = CliRunner().invoke(app, ["train", *map(str, args), "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    return out, result
