@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from typer.exceptions import TyperException
 
 from epx._version import __version__
 from epx.choices import (
@@ -55,6 +56,12 @@ class _EpxGroup(typer.core.TyperGroup):
             _fail(describe_os_error(err), 1)
         except MemoryError:
             _fail("out of memory; use fewer --workers, fewer genes or tracks per run, or a larger machine", 1)
+        except (typer.Exit, typer.Abort, TyperException):  # usage errors: typer prints them itself
+            raise
+        except Exception as err:  # noqa: BLE001 - the last net: a bug, said in one line, never a traceback
+            first = (str(err).splitlines() or [""])[0][:200]
+            _fail(f"internal error ({type(err).__name__}: {first}); run again with --debug for the traceback "
+                  "and please report it", 3)
 
 
 def _fail(message: str, code: int) -> None:
@@ -167,7 +174,7 @@ def demo(
     genes: Annotated[int, typer.Option("--n-genes", min=200, metavar="N", help="Number of genes.")] = 2000,
     genes_old: Annotated[int | None, typer.Option("--genes", min=200, hidden=True, help="Old name of --n-genes.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed; the same seed writes identical files.")] = 0,
-    force: Annotated[bool, typer.Option("--force", help="Replace DIR if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Write a realistic synthetic study: genes, CAGE-like labels for X1-X3, bigWig and
     narrowPeak tracks for 7 assays, and a manifest."""
@@ -285,7 +292,7 @@ def split(
     test_cells: Annotated[list[str] | None, typer.Option("--test-cells", metavar="CELLS", help="Unseen cell lines to evaluate on (cross-cell).", autocompletion=complete_cell)] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Labels of a cell line, for the label-balance summary; repeatable.")] = None,
     build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Assign every (gene, cell line) to folds or roles; all models train on these folds."""
     from epx import console
@@ -346,7 +353,7 @@ def featurize(
     workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N", help="Parallel track workers (default: all cores).")] = None,
     build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
     list_features: Annotated[bool, typer.Option("--list-features", help="Print every feature name with a description and exit.")] = False,
-    force: Annotated[bool, typer.Option("--force", help="Rebuild OUTPUT even if it exists or is up to date.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the output even if it is up to date (replaces it only if epx wrote it).")] = False,
 ) -> None:
     """Turn a gene table and bigWig/BED tracks into a dataset: tabular features and binned tracks."""
     from epx import console
@@ -411,7 +418,7 @@ def train(
     inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")] = 0,
     shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Train a model with chromosome-aware cross-validation and write a run directory."""
     from epx import console
@@ -451,7 +458,7 @@ def predict(
     output: Annotated[Path, typer.Option("--output", "-o", help="Prediction directory to write.", metavar="DIR")],
     cells: Annotated[list[str] | None, typer.Option("--cells", help="Only these cell lines of the dataset.", metavar="CELLS",
                                                     autocompletion=complete_cell)] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if epx wrote it.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Predict every (gene, cell line) of DATASET with RUN's fold models (their mean); scores the
     predictions when DATASET has labels. `epx submit` and `epx report` accept the output."""
@@ -461,8 +468,10 @@ def predict(
     s = run_predict(run_dir, dataset, output, cells=_split_list(cells), force=force)
     rows = [["rows", f"{s['rows']:,} ({', '.join(s['cell_lines'])})"], ["fold models averaged", str(s["folds"])]]
     if s["trained_on"]:
-        rows.append(["trained on (in-sample, not scored)", f"{s['trained_on']:,}"])
-    console.table(f"Predictions of {run_dir} on {dataset}", ["", "value"], rows)
+        rows.append(["rows the run trained on (in-sample)", f"{s['trained_on']:,}"])
+    if s["gene_trained_on"]:
+        rows.append(["rows of genes trained on in some cell line (not scored)", f"{s['gene_trained_on']:,}"])
+    console.table(f"Predictions of {run_dir} on {dataset}", ["item", "value"], rows)
     if s["metrics"]:
         keys = [k for k in next(iter(s["metrics"]["by_cell_line"].values()), {}) if k != "n"]
         console.table("Metrics", ["cell line", "n", *keys], [[c, _fmt(m["n"]), *[_fmt(m[k]) for k in keys]]
@@ -502,7 +511,7 @@ def stack(
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Stack directory to write.")],
     rule: Annotated[StackRule, typer.Option("--rule", metavar=_choices(STACK_RULES), help="seed (mean rank x mean-probability mask), mean, rank-mean or nnls.")] = "seed",
     threshold: Annotated[float, typer.Option("--threshold", metavar="P", help="Probability threshold of the seed rule's mask.")] = 0.4,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Combine runs' predictions; reports the stack's out-of-fold metrics next to each run's."""
     from epx import console
@@ -527,7 +536,7 @@ def submit(
     first_name: Annotated[str, typer.Option("--first-name", metavar="NAME", help="Your first name (zip file name).")],
     out_dir: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Directory to write the zip to.")] = Path("."),
     out_dir_old: Annotated[Path | None, typer.Option("--out-dir", hidden=True, help="Old name of --output.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing zip.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Write gex_predicted.csv inside LastName_FirstName_Project1.zip, after the format checks."""
     from epx import console
@@ -560,6 +569,10 @@ def report(
     from epx import console
     from epx.report import leaderboard, load_entries, markdown, plot, wide
 
+    if plot_path is not None:
+        from epx.outputs import check_plot_path
+
+        check_plot_path(plot_path)  # before the bootstrap, not after it
     loaded = load_entries(entries)
     if len(loaded) == 1 and fmt == "table" and loaded[0].path is not None:
         summary = json.loads((loaded[0].path / "metrics.json").read_text()) if (loaded[0].path / "metrics.json").is_file() else None
@@ -601,13 +614,19 @@ def explain(
     """Show the features a run relied on (gain importance and mean |SHAP|) and plot them."""
     from epx import console
     from epx.explain import plot_top_features, top_features
+    from epx.outputs import check_plot_path
 
+    check_plot_path(plot or Path(run_dir) / "top_features.png")
     table = top_features(run_dir, top)
     cols = list(table.columns)
     console.table(f"Top {len(table)} features of {run_dir}", cols,
                   [[r[0], *[_fmt(float(v)) for v in r[1:]]] for r in table.itertuples(index=False)])
     path = plot or Path(run_dir) / "top_features.png"
     plot_top_features(table, path, f"Top features: {Path(run_dir).name}")
+    if plot is None:  # written into the run: part of it from now on (train --force may replace it)
+        from epx.outputs import register
+
+        register(Path(run_dir), path)
     console.info(f"wrote {path}")
 
 
@@ -628,7 +647,7 @@ def import_deepchrome(
     bins: Annotated[int | None, typer.Option("--keep-bins", min=1, metavar="N", help="Keep only the central N bins (DeepChrome uses 100 of 200).")] = None,
     bins_old: Annotated[int | None, typer.Option("--bins", min=1, hidden=True, help="Old name of --keep-bins.")] = None,
     expr: Annotated[list[str] | None, typer.Option("--expr", metavar="CELL=FILE", help="Expression counts (ENSG,count) of a cell line; found automatically as CELL.expr.csv.")] = None,
-    force: Annotated[bool, typer.Option("--force", help="Replace OUTPUT if it exists.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Import DeepChrome/AttentiveChrome/DeepDiff binned histone CSVs; train/valid/test files
     become a holdout split."""

@@ -38,6 +38,32 @@ META_FILE = "dataset.json"
 GEOMETRY_KEYS = ("tss_window", "tss_mode", "promoter", "flank", "n_bins", "bin_size")
 
 
+def read_parquet_file(path: str | Path, what: str = "epx file") -> pd.DataFrame:
+    """A parquet file epx wrote; damage is one line naming it, not a pyarrow traceback."""
+    try:
+        return pd.read_parquet(path)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} is missing", path=path) from None
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ValueError...
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0].split(". ")[0]
+        reason = reason.split("': ", 1)[-1]  # pyarrow repeats the path: "Could not open ... 'PATH': why"
+        raise DatasetError(f"damaged {what} ({reason}); re-run the epx command that wrote it", path=path) from None
+
+
+def read_json_file(path: str | Path, what: str = "epx file") -> dict[str, Any]:
+    """A JSON object epx wrote (dataset.json, config.json, metrics.json), or one line saying why not."""
+    try:
+        data = json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"{what} is missing", path=path) from None
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise DatasetError(f"damaged {what} ({exc}); re-run the epx command that wrote it", path=path) from None
+    if not isinstance(data, dict):
+        raise DatasetError(f"damaged {what}: expected a JSON object, found {type(data).__name__}; re-run the epx "
+                           "command that wrote it", path=path)
+    return data
+
+
 def file_fingerprint(path: str | Path, chunk: int = 1 << 22) -> dict[str, Any]:
     """Size and BLAKE2b checksum of an input file (fast, streamed)."""
     p = Path(path)
@@ -141,11 +167,11 @@ class Dataset:
 
     @cached_property
     def genes(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "genes.parquet")
+        return read_parquet_file(self.path / "genes.parquet", "dataset gene table")
 
     @cached_property
     def labels(self) -> pd.DataFrame:
-        return pd.read_parquet(self.path / "labels.parquet")
+        return read_parquet_file(self.path / "labels.parquet", "dataset labels")
 
     def gene_index(self, gene_ids: Any) -> np.ndarray:
         """Row positions in ``genes`` (and in the first axis of ``bins``) of the given gene ids."""
@@ -161,7 +187,7 @@ class Dataset:
         name = "features_raw.parquet" if raw else "features.parquet"
         if not (self.path / name).is_file():
             raise DatasetError("this dataset has no tabular features (re-run epx featurize)", path=self.path)
-        table = pd.read_parquet(self.path / name)
+        table = read_parquet_file(self.path / name, "dataset features")
         if cell_lines is not None:
             table = table[table["cell_line"].isin(cell_lines)].reset_index(drop=True)
         return table
@@ -176,18 +202,34 @@ class Dataset:
             return arr
         return self.bin_rows(slice(None), slice(None), normalised=True)
 
-    def bin_rows(self, gene_pos: Any, cell_pos: Any, normalised: bool = False) -> np.ndarray:
+    def bin_rows(self, gene_pos: Any, cell_pos: Any, normalised: bool = False,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
         """Binned tracks (rows, assays, bins) of chosen (gene, cell line) rows, read from the
-        memory-mapped array and normalised for those rows only (models stream batches of rows)."""
+        memory-mapped array and normalised for those rows only (models stream batches of rows).
+        ``stats`` = (mean, sd) per (cell line, assay) replaces the recorded statistics."""
         if not self.has_binned:
             raise DatasetError("this dataset has no binned tracks", path=self.path)
         arr = np.asarray(np.load(self.path / "bins.npy", mmap_mode="r")[gene_pos, cell_pos], dtype=np.float32)
         if not normalised:
             return arr
-        stats = self.meta["bins_normalisation"]  # per (cell line, assay), recorded at featurize time
-        mean = np.asarray(stats["mean"], dtype=np.float32)[cell_pos][..., None]
-        sd = np.asarray(stats["sd"], dtype=np.float32)[cell_pos][..., None]
+        if stats is None:  # per (cell line, assay), recorded at featurize time
+            stats = (self.meta["bins_normalisation"]["mean"], self.meta["bins_normalisation"]["sd"])
+        mean = np.asarray(stats[0], dtype=np.float32)[cell_pos][..., None]
+        sd = np.asarray(stats[1], dtype=np.float32)[cell_pos][..., None]
         return ((np.log1p(np.clip(arr, 0, None)) - mean) / sd).astype(np.float32)
+
+    def bin_stats(self, gene_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(mean, sd) of log1p bins per (cell line, assay) over the given genes: the statistics
+        ``bins_normalisation`` records, for another gene set."""
+        arr = np.load(self.path / "bins.npy", mmap_mode="r")
+        shape = arr.shape[1:3]
+        mean, sd = np.zeros(shape, np.float64), np.ones(shape, np.float64)
+        for c in range(shape[0]):
+            logged = np.log1p(np.clip(np.asarray(arr[gene_pos, c], dtype=np.float64), 0, None))
+            mean[c] = logged.mean(axis=(0, 2))
+            s = logged.std(axis=(0, 2))
+            sd[c] = np.where(s > 0, s, 1.0)
+        return mean, sd
 
     def bins_coverage(self) -> np.ndarray:
         return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
@@ -227,10 +269,7 @@ def load_dataset(path: str | Path) -> Dataset:
         raise DatasetError("dataset directory not found", path=p)
     if not meta_path.is_file():
         raise DatasetError(f"not an epx dataset (no {META_FILE}); create one with epx featurize", path=p)
-    try:
-        meta = json.loads(meta_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise DatasetError(f"corrupt {META_FILE} ({exc})", path=p) from exc
+    meta = read_json_file(meta_path, META_FILE)
     if meta.get("format") != DATASET_FORMAT:
         raise DatasetError(f"dataset format {meta.get('format')} is not supported (expected {DATASET_FORMAT})", path=p)
     for name in ("genes.parquet", "labels.parquet"):

@@ -561,6 +561,26 @@ def _write_track(path_bw: Path, path_peaks: Path, rng: np.random.Generator, cell
 # --------------------------------------------------------------------------------------------
 
 
+BYTES_PER_GENE = 60_000  # measured: about 48 kB of bigWig, BED and tables per gene, plus a margin
+
+
+def _check_free_space(directory: Path, n_genes: int) -> None:
+    """pyBigWig's writer aborts the process (malloc errors, segfaults) when the disk fills, so a
+    demo that cannot fit is refused before it starts."""
+    import shutil
+
+    from epx.outputs import OutputEnvironmentError
+
+    where = Path(directory).absolute()
+    while not where.exists() and where != where.parent:
+        where = where.parent
+    free = shutil.disk_usage(where).free
+    need = BYTES_PER_GENE * n_genes
+    if free < need:
+        raise OutputEnvironmentError(f"needs about {need / 1e6:.0f} MB for {n_genes:,} genes and {where} has "
+                                     f"{free / 1e6:.0f} MB free; free some space or use --n-genes", path=directory)
+
+
 def write_demo(
     directory: Path,
     *,
@@ -582,6 +602,7 @@ def write_demo(
     directory = Path(directory)
     say = progress or (lambda _msg: None)
     t0 = time.perf_counter()
+    _check_free_space(directory, n_genes)
     with atomic_dir(directory, "demo", force=force) as tmp:
         rng = np.random.default_rng([seed, 0])
         say(f"placing {n_genes} genes on {len(CHROM_SIZES)} chromosomes")

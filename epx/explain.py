@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from epx.dataset import read_parquet_file
 from epx.errors import InputFileError
 
 
@@ -14,14 +15,21 @@ def top_features(run_dir: str | Path, top: int = 20) -> pd.DataFrame:
     run = Path(run_dir)
     imp_path, shap_path = run / "importance.tsv", run / "shap.parquet"
     if not imp_path.is_file() and not shap_path.is_file():
-        raise InputFileError("no importance.tsv or shap.parquet: this model does not report feature importance", path=run)
+        what = "a run" if (run / "models").is_dir() else "a run directory with fold models (a stack or predictions has none)"
+        raise InputFileError(f"no importance.tsv or shap.parquet: explain needs {what} whose model reports feature "
+                             "importance (lgbm does; ridge does not)", path=run)
     table = pd.DataFrame()
     if imp_path.is_file():
-        imp = pd.read_csv(imp_path, sep="\t")
+        try:
+            imp = pd.read_csv(imp_path, sep="\t")
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise InputFileError(f"damaged importance.tsv ({exc}); re-run epx train", path=imp_path) from None
+        if not {"feature", "gain"} <= set(imp.columns):
+            raise InputFileError("damaged importance.tsv: no feature and gain columns; re-run epx train", path=imp_path)
         table = imp.groupby("feature")["gain"].mean().rename("mean_gain").to_frame()
         table["gain_share"] = table["mean_gain"] / table["mean_gain"].sum()
     if shap_path.is_file():
-        shap = pd.read_parquet(shap_path)
+        shap = read_parquet_file(shap_path, "SHAP values")
         cols = [c for c in shap.columns if c not in ("gene_id", "cell_line", "fold", "bias")]
         mean_abs = shap[cols].abs().mean().rename("mean_abs_shap")
         table = mean_abs.to_frame() if table.empty else table.join(mean_abs, how="outer")

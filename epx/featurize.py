@@ -31,7 +31,7 @@ from epx.features.derived import (
 )
 from epx.features.windows import STATS, BinSpec, WindowSpec
 from epx.io.inputs import load_inputs
-from epx.outputs import atomic_dir, check_output
+from epx.outputs import atomic_dir, check_output, refuse_overlap
 
 BW_STATS = tuple(s for s in STATS)  # mean, std, min, max, sum, coverage, slope
 SLOPE_WINDOWS = ("tss", "body")  # slopes are only meaningful along the TSS window and the body
@@ -174,6 +174,7 @@ def featurize(
     fingerprint = _fingerprint([Path(g) for g in genes], Path(manifest), labels, tracks, params, build)
     if output.exists() and not force and _is_up_to_date(output, fingerprint):
         return {"up_to_date": True, "dataset": str(output)}
+    refuse_overlap(output, [*genes, manifest, *(item.partition("=")[2] for item in labels)])
     check_output(output, force, "dataset")  # before the work: foreign files, writability
     with atomic_dir(output, "dataset", force=force) as tmp:  # locked until the dataset is in place
         gene_table, cells, assays, bins, feature_names = _compute_and_write(

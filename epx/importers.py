@@ -345,7 +345,7 @@ def import_deepchrome(
         dup = next(m for m in marks if marks.count(m) > 1)
         raise EpxError(f"--marks names {dup!r} twice")
     if n_bins is not None and n_bins < 1:
-        raise EpxError(f"--bins must be a positive number of bins, got {n_bins}")
+        raise EpxError(f"--keep-bins must be a positive number of bins, got {n_bins}")
     expr_files = dict(parse_expr_option(e) for e in expr)
     for path in expr_files.values():
         require_file(path, "expression file")
@@ -367,9 +367,9 @@ def import_deepchrome(
     if n_bins is None:
         n_bins = total_bins
     if n_bins > total_bins:
-        raise EpxError(f"--bins {n_bins} is more than the {total_bins} bins per gene in {files[0].path}")
+        raise EpxError(f"--keep-bins {n_bins} is more than the {total_bins} bins per gene in {files[0].path}")
     if (total_bins - n_bins) % 2:
-        raise EpxError(f"--bins {n_bins} cannot be centred in {total_bins} bins: keep an {'even' if total_bins % 2 == 0 else 'odd'} number")
+        raise EpxError(f"--keep-bins {n_bins} cannot be centred in {total_bins} bins: keep an {'even' if total_bins % 2 == 0 else 'odd'} number")
     offset = (total_bins - n_bins) // 2
 
     # 2. A gene appears once per cell line (one role each).

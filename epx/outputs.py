@@ -27,7 +27,8 @@ import shutil
 import tempfile
 import time
 import zipfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from glob import escape as glob_escape
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +50,14 @@ _APPEARED = "appeared while epx was working; left as it is (pass --force to repl
 
 
 class OutputError(EpxError):
-    """An output cannot be written: foreign files in it, another writer, or the file system."""
+    """An output must not be written: foreign files in it, another writer, a wrong kind."""
+
+
+class OutputEnvironmentError(OutputError):
+    """The file system refused: read-only, full, missing or not a directory. Exit 1, like any
+    other failure of the environment (an EpxError about the user's input exits 2)."""
+
+    exit_code = 1
 
 
 def _is_split_table(p: Path) -> bool:
@@ -99,6 +107,14 @@ def png_metadata() -> dict[str, str]:
     return {"Software": f"{PNG_SOFTWARE} {__version__}"}
 
 
+def check_plot_path(path: str | Path) -> Path:
+    """Before the work: a PNG path epx may write (a user's file there is refused)."""
+    p = Path(path)
+    if p.suffix.lower() != ".png":
+        raise OutputError("plots are PNG files; give a path ending in .png", path=p)
+    return check_output(p, True, "plot")
+
+
 def save_figure(fig: Any, path: str | Path) -> None:
     """Write a matplotlib figure as an epx PNG, atomically; replaces only a plot epx wrote. Closes it."""
     import matplotlib.pyplot as plt
@@ -137,25 +153,15 @@ def epx_kind(p: Path) -> str | None:
 
 
 def first_foreign(directory: Path) -> Path | None:
-    """The first path in an epx output directory that epx did not write, or None."""
+    """The first path in an epx output directory that epx did not put there, or None.
+
+    Strict on purpose: another epx output nested inside (a run written into a demo study, a
+    submission zip in a stack) is not this output's to delete either."""
     marker = read_marker(directory)
     if marker is None:
         return next(iter(sorted(directory.iterdir())), directory)
     known = set(marker.get("paths", [])) | {MARKER}
-    for child in sorted(directory.iterdir()):
-        rel = child.relative_to(directory)
-        if str(rel) in known and not child.is_symlink():
-            if child.is_dir():  # a directory epx wrote may hold things a user added later
-                inner = _foreign_below(child, directory, known)
-                if inner is not None:
-                    return inner
-            continue
-        kind = epx_kind(child)
-        if kind is None:
-            return child
-        if child.is_dir() and (inner := first_foreign(child)) is not None:
-            return inner
-    return None
+    return _foreign_below(directory, directory, known)
 
 
 def _foreign_below(path: Path, root: Path, known: set[str]) -> Path | None:
@@ -165,6 +171,31 @@ def _foreign_below(path: Path, root: Path, known: set[str]) -> Path | None:
         if child.is_dir() and not child.is_symlink() and (inner := _foreign_below(child, root, known)) is not None:
             return inner
     return None
+
+
+def register(directory: Path, path: Path) -> None:
+    """Add a file epx wrote later into an epx output (``explain``'s plot in a run) to its marker,
+    so that ``--force`` may replace the output with it."""
+    marker = read_marker(directory)
+    if marker is None:
+        return
+    rel = str(path.resolve().relative_to(directory.resolve()))
+    if rel not in marker["paths"]:
+        marker["paths"] = sorted([*marker["paths"], rel])
+        tmp = directory / f".{MARKER}.tmp"
+        tmp.write_text(json.dumps(marker, indent=1) + "\n")
+        os.replace(tmp, directory / MARKER)
+
+
+def refuse_overlap(output: str | Path, inputs: Sequence[str | Path]) -> None:
+    """Refuse an output that is one of the inputs, inside one, or contains one: replacing it
+    would destroy what the command reads."""
+    out = Path(output).resolve()
+    for item in inputs:
+        src = Path(item).resolve()
+        if out == src or src in out.parents or out in src.parents:
+            how = "is" if out == src else ("is inside" if src in out.parents else "contains")
+            raise OutputError(f"{how} the input {item}; write the output somewhere else", path=output)
 
 
 def _refuse_special(p: Path) -> None:
@@ -186,7 +217,10 @@ def check_output(path: str | Path, force: bool, kind: str) -> Path:
     if not is_dir and kind not in FILE_KINDS:
         raise ValueError(f"unknown output kind {kind!r}")
     _refuse_special(p)
-    if p.exists() or p.is_symlink():
+    if p.is_symlink():
+        raise OutputError(f"is a symbolic link (to {os.readlink(p)}); give the real path: epx replaces outputs, "
+                          "never links", path=p)
+    if p.exists():
         if is_dir and not p.is_dir():
             raise OutputError("is a file; give a directory path for this output (--force never replaces a file)", path=p)
         if not is_dir and p.is_dir():
@@ -225,13 +259,13 @@ def _existing_ancestor(p: Path) -> Path:
 
 def _check_writable(directory: Path, target: Path) -> None:
     if not directory.is_dir():
-        raise OutputError(f"cannot create it: {directory} is not a directory", path=target)
+        raise OutputEnvironmentError(f"cannot create it: {directory} is not a directory", path=target)
     try:
         fd, probe = tempfile.mkstemp(prefix=".epx-probe.", dir=directory)
         os.close(fd)
         os.unlink(probe)
     except OSError as exc:
-        raise OutputError(f"cannot write in {directory}: {exc.strerror or exc}", path=target) from None
+        raise OutputEnvironmentError(f"cannot write in {directory}: {exc.strerror or exc}", path=target) from None
 
 
 def _umask() -> int:
@@ -257,7 +291,7 @@ def _locked(target: Path) -> Iterator[list[Path]]:
         except FileExistsError:
             continue
         except OSError as exc:
-            raise OutputError(f"cannot create {d}: {exc.strerror or exc}", path=target) from None
+            raise OutputEnvironmentError(f"cannot create {d}: {exc.strerror or exc}", path=target) from None
         created.append(d)
     lock_path = target.parent / f".{target.name}{LOCK_SUFFIX}"
     lock = FileLock(str(lock_path), timeout=0)
@@ -269,7 +303,8 @@ def _locked(target: Path) -> Iterator[list[Path]]:
                           f"(lock {lock_path})", path=target) from None
     except OSError as exc:
         _remove_created(created)
-        raise OutputError(f"cannot lock it: {exc.strerror or exc}", path=target) from None
+        raise OutputEnvironmentError(f"cannot lock it: {exc.strerror or exc}", path=target) from None
+    _remove_stale_temporaries(target)
     ok = False
     try:
         yield created
@@ -280,6 +315,18 @@ def _locked(target: Path) -> Iterator[list[Path]]:
         lock.release()
         if not ok:
             _remove_created(created)
+
+
+def _remove_stale_temporaries(target: Path) -> None:
+    """Temporaries a killed epx left beside ``target`` (named ``.NAME.epx-PID-*.tmp``): while we
+    hold the lock no other epx writes this output, so they are debris, and they are epx's."""
+    for stale in target.parent.glob(f".{glob_escape(target.name)}.epx-*.tmp"):
+        with contextlib.suppress(OSError):
+            shutil.rmtree(stale) if stale.is_dir() and not stale.is_symlink() else stale.unlink()
+
+
+def _temp_prefix(target: Path) -> str:
+    return f".{target.name}.epx-{os.getpid()}-"
 
 
 def _remove_created(created: list[Path]) -> None:
@@ -293,7 +340,7 @@ def _as_output_error(exc: OSError, target: Path, tmp: Path) -> BaseException:
     name = str(exc.filename or "")
     ours = not name or name.startswith(str(tmp)) or exc.errno in (errno.ENOSPC, errno.EROFS, errno.EDQUOT, errno.EFBIG)
     if ours:
-        return OutputError(f"cannot write it: {exc.strerror or exc}; nothing was written", path=target)
+        return OutputEnvironmentError(f"cannot write it: {exc.strerror or exc}; nothing was written", path=target)
     return exc
 
 
@@ -306,7 +353,7 @@ def atomic_dir(path: str | Path, kind: str, force: bool = False) -> Iterator[Pat
     with _locked(target):
         check_output(target, force, kind)
         existed = target.exists()
-        tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent))
+        tmp = Path(tempfile.mkdtemp(prefix=_temp_prefix(target), suffix=".tmp", dir=target.parent))
         try:
             try:
                 yield tmp
@@ -326,7 +373,7 @@ def _swap_dir(tmp: Path, target: Path, kind: str, force: bool, existed: bool) ->
             raise OutputError(_APPEARED, path=target)
         if any(target.iterdir()) if target.is_dir() else True:
             _check_replaceable(target, kind, force=True)  # again: it may have changed meanwhile
-        backup = target.with_name(f".{target.name}.old.{os.getpid()}")
+        backup = target.with_name(f"{_temp_prefix(target)}old.tmp")
         os.replace(target, backup)
         os.replace(tmp, target)
         shutil.rmtree(backup, ignore_errors=True)
@@ -343,7 +390,7 @@ def atomic_file(path: str | Path, kind: str, force: bool = False, suffix: str = 
     with _locked(target):
         check_output(target, force, kind)
         existed = target.exists()
-        fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=suffix + ".tmp", dir=target.parent)
+        fd, name = tempfile.mkstemp(prefix=_temp_prefix(target), suffix=suffix + ".tmp", dir=target.parent)
         os.close(fd)
         tmp = Path(name)
         try:

@@ -7,12 +7,16 @@ normalised as the training data was: features and bins are log1p + z-scored per 
 featurize time, so a cell line's inputs never depend on which cell lines were trained on.
 
     OUT/
-      predictions.parquet   gene_id, gene_name, cell_line, chrom, y_pred[, proba, y_score][, y_true], trained_on
-      metrics.json          per cell line, when the dataset has labels
+      predictions.parquet   gene_id, gene_name, cell_line, chrom, y_pred[, proba, y_score][, y_true],
+                            trained_on, gene_trained_on
+      metrics.json          per cell line, when the dataset has labels, over held-out genes
       config.json           the run, the dataset, the models averaged
 
-``trained_on`` marks rows the run was trained on (same dataset, a training row of its split):
-their predictions are in-sample, and ``epx submit`` refuses them.
+``trained_on`` marks rows the run was trained on (the same gene in the same cell line, by name):
+their predictions are in-sample, and ``epx submit`` refuses them. ``gene_trained_on`` marks genes
+the run trained on in any cell line: metrics (here and in ``epx report``) leave them out. Inputs
+are normalised over the genes the run's own inputs were (``dataset_genes.txt``), so a dataset with
+more genes gets the same numbers; one lacking some of them is refused.
 """
 
 from __future__ import annotations
@@ -27,12 +31,12 @@ import pandas as pd
 
 from epx import console
 from epx._version import __version__
-from epx.dataset import Dataset, dataset_geometry, load_dataset
+from epx.dataset import Dataset, dataset_geometry, load_dataset, read_json_file
 from epx.errors import DatasetError, EpxError, InputFileError, PluginError
 from epx.metrics import evaluate
 from epx.models.contract import FoldData
 from epx.models.plugins import ModelSpec, get_spec
-from epx.outputs import atomic_dir, check_output
+from epx.outputs import atomic_dir, check_output, refuse_overlap
 
 CHUNK_ROWS = 4096  # rows per model call: binned inputs are normalised per chunk, never all at once
 
@@ -43,10 +47,7 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         raise InputFileError("run directory not found", path=run_dir)
     if not path.is_file() or not (run_dir / "models").is_dir():
         raise InputFileError("not an epx run (no config.json and models/); make one with epx train", path=run_dir)
-    try:
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise InputFileError(f"corrupt config.json ({exc})", path=run_dir) from None
+    return read_json_file(path, "config.json")
 
 
 def run_spec(run_dir: Path, config: dict[str, Any]) -> ModelSpec:
@@ -84,6 +85,11 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
         if missing:
             raise DatasetError(f"lacks assay {missing[0]!r} that run {run_dir} was trained on "
                                f"(run: {', '.join(trained['assays'])}; dataset: {', '.join(ds.assays)})", path=ds.path)
+        extra = [a for a in ds.assays if a not in trained["assays"]]
+        if extra and kind == "tabular":  # cross-mark features (entropy across marks, ...) would change meaning
+            raise DatasetError(f"has assay {extra[0]!r} that run {run_dir} was not trained with; features computed "
+                               f"across marks depend on the assay set: featurize with --assays {','.join(trained['assays'])}",
+                               path=ds.path)
     mine = dataset_geometry(ds.meta)
     for key, value in trained["geometry"].items():
         if kind == "tabular" and key in ("n_bins", "bin_size"):
@@ -100,6 +106,38 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
                                f"({len(missing)} of {len(config['features'])} missing)", path=ds.path)
 
 
+def reference_genes(run_dir: Path) -> list[str]:
+    """The genes the run's inputs were normalised over (its dataset's; older runs: its split's)."""
+    listed = run_dir / "dataset_genes.txt"
+    if listed.is_file():
+        return [g for g in listed.read_text().split("\n") if g]
+    split = pd.read_csv(run_dir / "split.tsv", sep="\t", dtype=str, keep_default_na=False, usecols=["gene_id"])
+    return list(dict.fromkeys(split["gene_id"]))
+
+
+def _normalisation_basis(run_dir: Path, ds: Dataset) -> np.ndarray | None:
+    """Row positions (in ``ds.genes``) to compute normalisation statistics over, or None when the
+    dataset's own statistics already are the run's (same genes)."""
+    ref = reference_genes(run_dir)
+    have = pd.Index(ds.genes["gene_id"])
+    pos = have.get_indexer(pd.Index(ref))
+    if (pos < 0).any():
+        missing = [g for g, i in zip(ref, pos, strict=True) if i < 0]
+        raise DatasetError(f"lacks {len(missing):,} of the {len(ref):,} genes run {run_dir} was normalised over "
+                           f"(e.g. {missing[0]}); inputs are z-scored per cell line over all genes, so featurize "
+                           "the new data with the run's gene table", path=ds.path)
+    return None if len(ref) == len(have) else np.sort(pos)
+
+
+def _load_model(model_cls: type, directory: Path) -> Any:
+    try:
+        return model_cls.load(directory)
+    except Exception as exc:  # noqa: BLE001 - any failure of the plugin's loader names the directory
+        reason = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PluginError(f"cannot load this fold model ({type(exc).__name__}: {reason[:120]}); the run is damaged "
+                          "or was written by another version of the plugin: re-run epx train", path=directory) from None
+
+
 def _fold_members(run_dir: Path) -> dict[str, list[Path]]:
     """Model directories grouped by outer fold: ``fold_NAME`` or ``fold_NAME_innerJ``."""
     groups: dict[str, list[Path]] = {}
@@ -114,13 +152,21 @@ def _fold_members(run_dir: Path) -> dict[str, list[Path]]:
 class _RowInputs:
     """A dataset's model inputs for chosen (gene, cell line) rows, served in chunks."""
 
-    def __init__(self, ds: Dataset, rows: pd.DataFrame, config: dict[str, Any]):
+    def __init__(self, ds: Dataset, rows: pd.DataFrame, config: dict[str, Any], basis: np.ndarray | None):
         self.ds, self.rows = ds, rows
         self.kind = config.get("input_kind", "tabular")
         self.gene_pos = ds.gene_index(rows["gene_id"])
+        self.stats = None
         if self.kind == "tabular":
             self.names = list(config["features"])
-            table = ds.features(cell_lines=sorted(set(rows["cell_line"])))
+            cells = sorted(set(rows["cell_line"]))
+            if basis is None:
+                table = ds.features(cell_lines=cells)
+            else:
+                from epx.features.derived import normalise_features
+
+                raw = ds.features(raw=True, cell_lines=cells)
+                table = normalise_features(raw, reference=raw["gene_id"].isin(ds.genes["gene_id"].to_numpy()[basis]).to_numpy())
             index = pd.MultiIndex.from_frame(table[["gene_id", "cell_line"]])
             pos = index.get_indexer(pd.MultiIndex.from_frame(rows[["gene_id", "cell_line"]]))
             if (pos < 0).any():
@@ -132,29 +178,34 @@ class _RowInputs:
             self.names = list(assays)
             self.assay_pos = np.array([ds.assays.index(a) for a in assays])
             self.cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
+            if basis is not None:
+                self.stats = ds.bin_stats(basis)
 
     def chunk(self, start: int, stop: int) -> FoldData:
         rows = self.rows.iloc[start:stop].reset_index(drop=True)
         if self.kind == "tabular":
             X = self.X[start:stop]
         else:
-            X = self.ds.bin_rows(self.gene_pos[start:stop], self.cell_pos[start:stop], normalised=True)[:, self.assay_pos]
+            X = self.ds.bin_rows(self.gene_pos[start:stop], self.cell_pos[start:stop], normalised=True,
+                                 stats=self.stats)[:, self.assay_pos]
         return FoldData(X=X, y=None, rows=rows, feature_names=list(self.names))
 
 
-def _trained_rows(run_dir: Path, config: dict[str, Any], ds: Dataset, rows: pd.DataFrame) -> np.ndarray:
-    """Which rows the run was trained on: only possible on its own dataset."""
-    same = config.get("dataset_fingerprint") is not None and config.get("dataset_fingerprint") == (
-        ds.meta.get("fingerprint") or ds.meta.get("source"))
-    if not same or not (run_dir / "split.tsv").is_file():
-        return np.zeros(len(rows), bool)
-    split = pd.read_csv(run_dir / "split.tsv", sep="\t", dtype=str, keep_default_na=False)
-    trained = split[split["role"].isin(["cv", "train", "valid"]) & (split["fold"] != "test")]
-    cells = set(config.get("train_cells") or trained["cell_line"])
-    trained = trained[trained["cell_line"].isin(cells) | (trained["cell_line"] == "*")]
-    genes_by_cell = {c: set(g["gene_id"]) for c, g in trained.groupby("cell_line")}
-    anyc = genes_by_cell.get("*", set())
-    return np.array([g in anyc or g in genes_by_cell.get(c, ()) for g, c in zip(rows["gene_id"], rows["cell_line"], strict=True)])
+def _trained_rows(run_dir: Path, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: was this (gene, cell line) a training row of the run, and was this gene a training
+    row in any cell line. Matched by name, whatever dataset the rows come from: a re-featurized
+    copy of a training cell line is still in-sample, and a gene the models learnt in other cell
+    lines is not held out either (expression is shared across cell lines)."""
+    from epx.stack import training_rows
+
+    trained = training_rows(run_dir)
+    any_gene = set(trained.loc[trained["gene_id"] != "*", "gene_id"])
+    whole_cells = set(trained.loc[trained["gene_id"] == "*", "cell_line"])
+    pairs = set(zip(trained["gene_id"], trained["cell_line"], strict=True))
+    genes, cells = rows["gene_id"].to_numpy(), rows["cell_line"].to_numpy()
+    row = np.array([(g, c) in pairs or c in whole_cells for g, c in zip(genes, cells, strict=True)], dtype=bool)
+    gene = np.array([g in any_gene for g in genes], dtype=bool) | row
+    return row, gene
 
 
 def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cells: Sequence[str] = (),
@@ -162,6 +213,7 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
     """Predict every (gene, cell line) of ``dataset`` with ``run_dir``'s models; write OUT."""
     run_dir, output = Path(run_dir), Path(output)
     config = read_run_config(run_dir)
+    refuse_overlap(output, [run_dir, dataset])
     check_output(output, force, "prediction")
     spec = run_spec(run_dir, config)
     ds = load_dataset(dataset)
@@ -177,7 +229,7 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
         "cell_line": np.repeat(chosen, len(genes)),
         "chrom": np.tile(genes["chrom"].to_numpy(), len(chosen)),
     })
-    inputs = _RowInputs(ds, rows, config)
+    inputs = _RowInputs(ds, rows, config, _normalisation_basis(run_dir, ds))
     model_cls = spec.load_class()
     groups = _fold_members(run_dir)
     n = len(rows)
@@ -186,7 +238,7 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
     with atomic_dir(output, "prediction", force=force) as tmp, console.progress(progress) as bar:
         task = bar.add_task(f"predict with {len(groups)} fold model(s)", total=len(groups))
         for members in groups.values():
-            models = [model_cls.load(m) for m in members]
+            models = [_load_model(model_cls, m) for m in members]
             fold_sum = {k: np.zeros(n) for k in sums}
             for start in range(0, n, CHUNK_ROWS):
                 data = inputs.chunk(start, min(start + CHUNK_ROWS, n))
@@ -204,7 +256,7 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
         for key in ("y_score", "proba"):
             if key in seen:
                 table[key] = sums[key] / len(groups)
-        table["trained_on"] = _trained_rows(run_dir, config, ds, rows)
+        table["trained_on"], table["gene_trained_on"] = _trained_rows(run_dir, rows)
         metrics = _score(table, ds, config)
         table.to_parquet(tmp / "predictions.parquet", index=False)
         if metrics:
@@ -215,7 +267,8 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
             "task": config.get("task"), "input_kind": config.get("input_kind"), "cell_lines": chosen,
             "models": {fold: [m.name for m in members] for fold, members in groups.items()},
         }, indent=2) + "\n")
-    return {"rows": n, "cell_lines": chosen, "trained_on": int(table["trained_on"].sum()), "metrics": metrics,
+    return {"rows": n, "cell_lines": chosen, "trained_on": int(table["trained_on"].sum()),
+            "gene_trained_on": int(table["gene_trained_on"].sum()), "metrics": metrics,
             "folds": len(groups)}
 
 
@@ -239,8 +292,8 @@ def _score(table: pd.DataFrame, ds: Dataset, config: dict[str, Any]) -> dict[str
         return {}
     table["y_true"] = truth
     binary = config.get("task") == "binary"
-    held_out = table[~table["trained_on"].to_numpy()]  # in-sample rows would flatter the run
+    held_out = table[~table["gene_trained_on"].to_numpy()]  # genes the models learnt would flatter the run
     by_cell = {c: evaluate(t["y_true"].to_numpy(), t["y_pred"].to_numpy(), binary)
                for c, t in held_out.groupby("cell_line", sort=False) if np.isfinite(t["y_true"]).any()}
-    return {"task": config.get("task"), "target": target, "scored": "rows the run was not trained on",
+    return {"task": config.get("task"), "target": target, "scored": "genes the run never trained on, in any cell line",
             "by_cell_line": by_cell, "all": evaluate(held_out["y_true"].to_numpy(), held_out["y_pred"].to_numpy(), binary)}

@@ -60,8 +60,8 @@ def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
             table = run[part]
             if not table.empty and "y_true" in table.columns:
                 table = table[np.isfinite(table["y_true"].to_numpy(np.float64))]
-                if "trained_on" in table.columns:
-                    table = table[~table["trained_on"].to_numpy(bool)]
+                if "gene_trained_on" in table.columns:  # epx predict: score held-out genes only
+                    table = table[~table["gene_trained_on"].to_numpy(bool)]
                 if len(table):
                     parts[part] = table.reset_index(drop=True)
         entries.append(Entry(name=name, path=Path(p), config=run["config"], parts=parts))
@@ -85,7 +85,7 @@ def dataset_of(entry: Entry) -> Path | None:
     cfg = entry.config
     if cfg.get("dataset"):
         return Path(cfg["dataset"])
-    for run in cfg.get("runs", []):
+    for run in cfg.get("run_dirs") or cfg.get("runs", []):  # run_dirs: absolute, wherever report runs
         try:
             sub = json.loads((Path(run) / "config.json").read_text())
         except (OSError, ValueError):

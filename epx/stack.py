@@ -24,9 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from epx.dataset import read_json_file, read_parquet_file
 from epx.errors import EpxError, InputFileError
 from epx.metrics import evaluate
-from epx.outputs import atomic_dir, check_output
+from epx.outputs import atomic_dir, check_output, refuse_overlap
 
 RULES = ("seed", "mean", "rank-mean", "nnls")
 KEYS = ["gene_id", "cell_line"]
@@ -36,15 +37,15 @@ def read_run(path: str | Path) -> dict[str, Any]:
     """A run, stack or prediction directory's predictions and config."""
     p = Path(path)
     if (p / "predictions.parquet").is_file() and (p / "config.json").is_file():  # epx predict: no oof rows
-        preds = pd.read_parquet(p / "predictions.parquet")
-        return {"path": p, "config": json.loads((p / "config.json").read_text()), "oof": preds.iloc[:0], "test": preds}
+        preds = read_parquet_file(p / "predictions.parquet", "predictions file")
+        return {"path": p, "config": read_json_file(p / "config.json", "config.json"), "oof": preds.iloc[:0], "test": preds}
     if not (p / "oof.parquet").is_file() or not (p / "config.json").is_file():
         raise InputFileError("not an epx run directory (no oof.parquet/config.json); make one with epx train", path=p)
     return {
         "path": p,
-        "config": json.loads((p / "config.json").read_text()),
-        "oof": pd.read_parquet(p / "oof.parquet"),
-        "test": pd.read_parquet(p / "test.parquet") if (p / "test.parquet").is_file() else pd.DataFrame(),
+        "config": read_json_file(p / "config.json", "config.json"),
+        "oof": read_parquet_file(p / "oof.parquet", "out-of-fold predictions"),
+        "test": read_parquet_file(p / "test.parquet", "test predictions") if (p / "test.parquet").is_file() else pd.DataFrame(),
     }
 
 
@@ -61,7 +62,7 @@ def training_rows(path: str | Path, _seen: frozenset[Path] = frozenset()) -> pd.
     ``train_cells`` the stack recorded."""
     columns = ["gene_id", "cell_line", "role", "run"]
     p = Path(path).resolve()
-    config = json.loads((p / "config.json").read_text()) if (p / "config.json").is_file() else {}
+    config = read_json_file(p / "config.json", "config.json") if (p / "config.json").is_file() else {}
     if config.get("kind") == "stack":
         runs = [Path(r) for r in config.get("run_dirs") or config.get("runs") or []]
         found = [r for r in runs if (r / "config.json").is_file() and r.resolve() not in _seen | {p}]
@@ -173,6 +174,7 @@ def stack(run_dirs: Sequence[str | Path], output: str | Path, *, rule: str = "se
         raise EpxError("stack needs at least two run directories")
     if rule not in RULES:
         raise EpxError(f"unknown stacking rule {rule!r}; use one of {', '.join(RULES)}")
+    refuse_overlap(output, run_dirs)
     output = check_output(output, force, "stack")
     resolved = [Path(p).resolve() for p in run_dirs]
     if len(set(resolved)) < len(resolved):

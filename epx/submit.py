@@ -30,7 +30,7 @@ def submission_table(run_dir: str | Path, cell: str, genes_path: str | Path) -> 
     if preds.empty:
         cells = sorted(set(run["test"].get("cell_line", [])) | set(run["oof"]["cell_line"]))
         raise EpxError(f"{run_dir}: no predictions for cell line {cell!r} (it has {', '.join(cells)}); "
-                       f"train with --predict-cells {cell}")
+                       f"train with --test-cells {cell}")
     preds = preds.drop_duplicates("gene_id", keep="first").set_index("gene_id")
     genes = read_genes(genes_path)
     check_held_out(run_dir, cell, genes["gene_id"])
@@ -61,7 +61,7 @@ def check_held_out(run_dir: str | Path, cell: str, gene_ids: pd.Series) -> None:
     if trained.empty:
         return
     hit = trained[trained["gene_id"].isin(gene_ids) | (trained["gene_id"] == "*")]
-    fix = f"submit predictions of a cell line the run did not train on (epx train --train-cells OTHERS --predict-cells {cell})"
+    fix = f"submit predictions of a cell line the run did not train on (epx train --train-cells OTHERS --test-cells {cell})"
     if (hit["gene_id"] != "*").any():
         hit = hit[hit["gene_id"] != "*"].set_index("gene_id")
         first = next(g for g in gene_ids if g in hit.index)

@@ -37,7 +37,7 @@ from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate
 from epx.models.contract import FoldData
 from epx.models.plugins import ModelSpec, get_spec
-from epx.outputs import atomic_dir, check_output
+from epx.outputs import atomic_dir, check_output, refuse_overlap
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
@@ -118,7 +118,7 @@ def resolve_split(ds: Dataset, opts: SplitOptions, train_cells: Sequence[str], p
 
 
 def _restrict_cells(split: pd.DataFrame, train_cells: Sequence[str], predict_cells: Sequence[str]) -> pd.DataFrame:
-    """Apply --train-cells / --predict-cells to a given split: other cells' rows are only tested."""
+    """Apply --train-cells / --test-cells to a given split: other cells' rows are only tested."""
     if not train_cells and not predict_cells:
         return split
     keep = list(train_cells) + list(predict_cells) if train_cells else None
@@ -243,9 +243,8 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the CV loop and write RUN_DIR; returns the metrics summary."""
+    refuse_overlap(output, [dataset, *([split_options.file] if split_options.file else [])])
     output = check_output(output, force, "run")
-    if Path(output).resolve() == Path(dataset).resolve():
-        raise EpxError("the run directory must differ from the dataset directory", path=output)
     ds = load_dataset(dataset)
     spec = get_spec(options.model)
     if spec.input_kind not in ds.input_kinds:
@@ -304,6 +303,9 @@ def train(
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         split.to_csv(tmp / "split.tsv", sep="\t", index=False)
+        # the genes the inputs were normalised over (per cell line, at featurize time): epx predict
+        # scales another dataset's inputs over the same genes
+        (tmp / "dataset_genes.txt").write_text("\n".join(ds.genes["gene_id"]) + "\n")
         oof_table.to_parquet(tmp / "oof.parquet", index=False)
         test_table.to_parquet(tmp / "test.parquet", index=False)
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_nan_to_none) + "\n")
@@ -375,7 +377,7 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
     # also sees, so the score is slightly optimistic).
     eval_idx = fold.test if len(fold.test) else fold.valid
     if len(eval_idx) == 0:
-        raise SplitError(f"fold {fold.name!r} has nothing to predict: give --test CHROMS or --predict-cells")
+        raise SplitError(f"fold {fold.name!r} has nothing to predict: give --test CHROMS or --test-cells")
     test_data = inp.fold_data(eval_idx, with_targets=False, target=target)
     if options.inner_k:
         members = [(tr, va) for tr, va in _inner_folds(split, train_idx, options.inner_k, options.seed)]

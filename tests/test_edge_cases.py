@@ -63,7 +63,7 @@ def test_force_never_replaces_a_directory_or_the_dataset(small_genes, demo_datas
     assert_user_error(run("split", small_genes, "--loco", "-o", victim, "--force"), "is a directory")
     assert (victim / "data.txt").read_text() == "precious"
     assert_user_error(run("train", demo_dataset, "--model", "ridge", "--loco", "-o", demo_dataset, "--force"),
-                      "is a dataset (epx featurize, epx import), not a run")
+                      "is the input")
     assert epx.load_dataset(demo_dataset).has_tabular
 
 

@@ -148,8 +148,8 @@ def test_central_bins(tmp_path, deepdiff, run):
     assert json.loads((tmp_path / "ds" / "dataset.json").read_text())["params"]["n_bins"] == 4
 
     for bad, fragment in (("5", "cannot be centred in 10 bins"), ("12", "more than the 10 bins")):
-        result = _import(run, tmp_path, deepdiff, out="bad", extra=("--bins", bad))
-        assert_user_error(result, f"--bins {bad}", fragment)
+        result = _import(run, tmp_path, deepdiff, out="bad", extra=("--keep-bins", bad))
+        assert_user_error(result, f"--keep-bins {bad}", fragment)
         _no_output(tmp_path, "bad")
 
 

@@ -4,6 +4,8 @@ with nothing partial left behind."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import subprocess
 import sys
 import time
@@ -105,17 +107,39 @@ def test_force_replaces_only_the_same_kind(run, demo_study, demo_dataset, ridge_
     assert (ridge_run / "metrics.json").is_file() and (demo_dataset / "dataset.json").is_file()
 
 
-def test_nested_epx_outputs_count_as_epx_own(run, tmp_path):
-    """The README's flow writes a dataset, a split and runs inside the demo directory, and reruns."""
+def test_nested_epx_outputs_are_not_this_outputs_to_delete(run, lgbm_run, tmp_path):
+    """A run written into a demo study is not the demo's: --force on the demo refuses, naming it."""
     study = tmp_path / "study"
-    assert run("demo", study, "--genes", "200").exit_code == 0
+    assert run("demo", study, "--n-genes", "200").exit_code == 0
     assert run("split", study / "genes.tsv", "--loco", "-o", study / "split.tsv").exit_code == 0
-    assert run(*_featurize(study, study / "dataset")).exit_code == 0
-    assert run("demo", study, "--genes", "200", "--force").exit_code == 0
-    assert not (study / "dataset").exists()
-    (study / "notes.md").write_text("mine")
-    assert_user_error(run("demo", study, "--genes", "200", "--force"), "holds notes.md")
-    assert (study / "notes.md").read_text() == "mine"
+    assert_user_error(run("demo", study, "--n-genes", "200", "--force"), "holds split.tsv, which epx did not write")
+    assert (study / "split.tsv").is_file()
+    (study / "split.tsv").unlink()
+    assert run("demo", study, "--n-genes", "200", "--force").exit_code == 0
+    # a plot explain writes into a run becomes part of the run
+    assert run("explain", lgbm_run).exit_code == 0
+    assert "top_features.png" in json.loads((lgbm_run / MARKER).read_text())["paths"]
+
+
+def test_symlinks_and_inputs_are_never_outputs(run, ridge_run, demo_dataset, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(empty)
+    assert_user_error(run("predict", ridge_run, demo_dataset, "-o", link), "is a symbolic link")
+    assert link.is_symlink() and list(empty.iterdir()) == []
+    assert_user_error(run("stack", ridge_run, ridge_run.parent / "other", "-o", ridge_run, "--force"), "is the input")
+    assert_user_error(run("predict", ridge_run, demo_dataset, "-o", ridge_run / "pred"), "is inside the input")
+    assert (ridge_run / "metrics.json").is_file()
+
+
+def test_stale_temporaries_of_a_killed_run_are_removed(run, small_genes, tmp_path):
+    stale = tmp_path / ".split.tsv.epx-999999-abc.tmp"
+    stale.write_text("half-written by a killed epx")
+    user = tmp_path / ".split.tsv.mine.tmp"  # not epx's naming: left alone
+    user.write_text("mine")
+    assert run("split", small_genes, "--loco", "-o", tmp_path / "split.tsv").exit_code == 0
+    assert not stale.exists() and user.read_text() == "mine"
 
 
 def test_force_on_single_files_replaces_only_epx_files(run, small_genes, lgbm_run, tmp_path):
@@ -269,6 +293,7 @@ def test_full_disk_is_one_line_and_leaves_nothing(demo_study, demo_dataset, tmp_
                  ["train", demo_dataset, "--model", "lgbm", "--loco", "--train-cells", "X1", "-o", full / "run"]):
         result, left = _in_mount(full, "size=64k", args)
         _assert_one_line(result, "No space left on device", "nothing was written", str(full))
+        assert result.returncode == 1, result.stderr  # the environment, not the input
         assert left == [], left  # no temporary directory, no lock file
 
 
@@ -303,3 +328,39 @@ def test_gzipped_bigwig_is_one_line_without_c_library_noise(demo_study, tmp_path
         lines = _assert_one_line(result, "gzip-compressed, not a bigWig", str(gz))
         assert len(lines) == 1 and "bwHdrRead" not in result.stderr, result.stderr
     assert not (tmp_path / "ds").exists()
+
+
+def test_demo_on_a_full_disk_is_refused_before_it_starts(tmp_path):
+    full = tmp_path / "full"
+    result, left = _in_mount(full, "size=2m", ["demo", full / "study"])
+    _assert_one_line(result, "MB free", "--n-genes")
+    assert result.returncode == 1 and left == []
+
+
+def test_damaged_epx_files_are_one_line(run, ridge_run, demo_dataset, tmp_path):
+    broken = tmp_path / "broken"
+    shutil.copytree(ridge_run, broken)
+    (broken / "oof.parquet").write_text("garbage")
+    assert_user_error(run("report", broken), "damaged out-of-fold predictions", "re-run")
+    (broken / "config.json").write_text("[]")
+    assert_user_error(run("submit", broken, "--cell", "X3", "--genes", tmp_path / "g.tsv", "--last-name", "A",
+                          "--first-name", "B", "-o", tmp_path), "damaged config.json")
+    fold = next((ridge_run / "models").iterdir()).name
+    again = tmp_path / "again"
+    shutil.copytree(ridge_run, again)
+    for f in (again / "models" / fold).iterdir():
+        f.write_text("{broken")
+    assert_user_error(run("predict", again, demo_dataset, "-o", tmp_path / "p"), "cannot load this fold model", fold)
+    assert not (tmp_path / "p").exists()
+
+
+def test_a_bug_is_one_line_and_exit_3(run, ridge_run, monkeypatch):
+    import epx.report
+
+    def boom(*args, **kwargs):
+        raise KeyError("column_that_should_exist")
+
+    monkeypatch.setattr(epx.report, "load_entries", boom)
+    result = run("report", ridge_run)
+    assert result.exit_code == 3 and "Traceback" not in result.stderr
+    assert "internal error (KeyError" in result.stderr and "--debug" in result.stderr

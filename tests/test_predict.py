@@ -58,7 +58,9 @@ def test_predicts_a_new_cell_line_like_the_runs_own_test_rows(run, setup, tmp_pa
     np.testing.assert_allclose(mine["proba"], test["proba"], rtol=1e-6, atol=1e-9)
     # Scored against its labels, with the run's target.
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["target"] == "rank" and metrics["by_cell_line"]["X3"]["n"] == len(genes)
+    held_out = preds.loc[~preds["gene_trained_on"], "chrom"]
+    assert set(held_out) == {"chr1"} and len(held_out) == (genes["chrom"] == "chr1").sum()  # genes never learnt
+    assert metrics["target"] == "rank" and metrics["by_cell_line"]["X3"]["n"] == len(held_out)
     assert metrics["by_cell_line"]["X3"]["spearman"] > 0.5
     assert "X3" in result.stdout and "spearman" in result.stdout
 
@@ -79,6 +81,7 @@ def test_training_rows_are_marked_and_not_scored(run, setup, tmp_path):
     x1 = preds[preds["cell_line"] == "X1"]
     assert x1.loc[x1["chrom"] != "chr1", "trained_on"].all() and not x1.loc[x1["chrom"] == "chr1", "trained_on"].any()
     assert not preds.loc[preds["cell_line"] == "X3", "trained_on"].any()
+    assert (preds["gene_trained_on"] == (preds["chrom"] != "chr1")).all()
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["by_cell_line"]["X1"]["n"] == int((x1["chrom"] == "chr1").sum())
 
@@ -135,3 +138,55 @@ def test_bin_rows_equals_the_whole_normalised_array(demo_dataset):
     genes, cells = np.array([5, 0, 17, 5]), np.array([2, 0, 1, 1])
     np.testing.assert_allclose(ds.bin_rows(genes, cells, normalised=True), ds.bins(normalised=True)[genes, cells], rtol=1e-6)
     np.testing.assert_array_equal(ds.bin_rows(genes, cells), ds.bins()[genes, cells])
+
+
+def _subset_study(study, root, n):
+    """The first n genes of the demo study with their labels, as files a user would write."""
+    lines = (study / "genes.tsv").read_text().splitlines(keepends=True)
+    (root / "genes.tsv").write_text("".join(lines[: n + 1]))
+    kept = {ln.split("\t")[0] for ln in lines[1 : n + 1]}
+    labels = []
+    for cell in ("X1", "X3"):
+        rows = (study / "labels" / f"{cell}.tsv").read_text().splitlines(keepends=True)
+        (root / f"{cell}.tsv").write_text(rows[0] + "".join(r for r in rows[1:] if r.split("\t")[0] in kept))
+        labels += ["--labels", f"{cell}={root / f'{cell}.tsv'}"]
+    return root / "genes.tsv", labels
+
+
+def test_other_gene_sets_are_normalised_like_the_run_or_refused(run, setup, tmp_path):
+    study = setup["study"]
+    genes, labels = _subset_study(study, tmp_path, 300)
+    common = ["--manifest", study / "manifest.tsv", "--assays", ASSAYS]
+    assert run("featurize", "--genes", genes, *labels, "--cells", "X1,X3", *common, "-o", tmp_path / "small").exit_code == 0
+    assert run("featurize", "--genes", genes, *labels[2:], "--cells", "X3", *common, "-o", tmp_path / "small3").exit_code == 0
+    small_run = tmp_path / "small-run"
+    assert run("train", tmp_path / "small", "--model", "lgbm", "--chr-kfold", "3", "--train-cells", "X1",
+               "-o", small_run, "--shap-rows", "0").exit_code == 0
+    # more genes than the run saw: the shared genes get exactly the predictions of a same-genes dataset
+    assert run("predict", small_run, setup["alone"], "-o", tmp_path / "big-pred").exit_code == 0
+    assert run("predict", small_run, tmp_path / "small3", "-o", tmp_path / "small-pred").exit_code == 0
+    big = pd.read_parquet(tmp_path / "big-pred" / "predictions.parquet").set_index("gene_id")
+    small = pd.read_parquet(tmp_path / "small-pred" / "predictions.parquet").set_index("gene_id")
+    np.testing.assert_allclose(big.loc[small.index, "y_pred"], small["y_pred"], rtol=1e-5, atol=1e-7)
+    # fewer genes than the run was normalised over: refused
+    assert_user_error(run("predict", setup["run"], tmp_path / "small3", "-o", tmp_path / "never"),
+                      "lacks 300 of the 600 genes", "run's gene table")
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_refeaturized_training_cell_line_is_still_in_sample(run, setup, tmp_path):
+    copy = _featurize(run, setup["study"], tmp_path / "copy", ("X1",))  # same cell, another dataset
+    out = tmp_path / "p"
+    assert run("predict", setup["run"], copy, "-o", out).exit_code == 0
+    preds = pd.read_parquet(out / "predictions.parquet")
+    assert (preds["trained_on"] == (preds["chrom"] != "chr1")).all()
+    assert_user_error(run("submit", out, "--cell", "X1", "--genes", setup["study"] / "genes.tsv", "--last-name", "A",
+                          "--first-name", "B", "-o", tmp_path), "was a training row")
+
+
+def test_an_extra_assay_is_refused_for_tabular_runs(run, setup, demo_study, tmp_path):
+    extra = tmp_path / "extra"
+    assert run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
+               "--cells", "X3", "--assays", ASSAYS + ",DNase", "-o", extra).exit_code == 0
+    assert_user_error(run("predict", setup["run"], extra, "-o", tmp_path / "p"), "has assay 'DNase'",
+                      "featurize with --assays H3K")

@@ -209,7 +209,7 @@ def test_submit_refuses_trained_cell_lines_and_training_rows(demo_dataset, demo_
     for run_dir in (runs["a"], stack):
         # X1's chr1 rows are test rows, but X1 itself was trained on
         assert_user_error(submit(run_dir, "X1", test_genes), "cell line 'X1' was trained on", "not held out",
-                          "--predict-cells X1")
+                          "--test-cells X1")
         # X1 genes off chr1 were training rows (cv) of X1
         assert_user_error(submit(run_dir, "X1", all_genes), f"gene '{first_trained}' of cell line 'X1' was a training row",
                           "role cv", "split.tsv")

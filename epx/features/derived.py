@@ -169,11 +169,13 @@ def _is_signed(name: str) -> bool:
     )
 
 
-def normalise_features(raw: pd.DataFrame) -> pd.DataFrame:
+def normalise_features(raw: pd.DataFrame, reference: np.ndarray | None = None) -> pd.DataFrame:
     """log1p (sign-preserving for signed features), then z-score per cell line and feature.
 
     Per-cell-line z-scores remove the scale shifts between cell lines (batch effects) that the seed
-    project found; statistics use all genes of a cell line, never labels.
+    project found; statistics use all genes of a cell line, never labels. ``reference`` (a row
+    mask) computes the statistics over those rows only: ``epx predict`` uses the genes a run's
+    training data was normalised over, so a dataset with other genes is scaled the same way.
     """
     out = raw.copy()
     names = [c for c in raw.columns if c not in ("gene_id", "cell_line") and c not in UNSCALED]
@@ -185,8 +187,9 @@ def normalise_features(raw: pd.DataFrame) -> pd.DataFrame:
         for cell in pd.unique(cells):
             rows = cells == cell
             block = logged[rows]
-            mean = np.nanmean(block, axis=0)
-            sd = np.nanstd(block, axis=0)
+            basis = block if reference is None else logged[rows & reference]
+            mean = np.nanmean(basis, axis=0)
+            sd = np.nanstd(basis, axis=0)
             sd = np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
             logged[rows] = (block - mean) / sd
     out[names] = logged.astype(np.float32)
