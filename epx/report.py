@@ -178,8 +178,12 @@ def leaderboard(entries: list[Entry], *, reference: str | None = None, intersect
     if n_boot < 100:
         raise EpxError(f"--bootstrap must be at least 100 resamples for a 95% interval (got {n_boot})")
     names = [e.name for e in entries]
-    if reference is not None and reference not in names:
-        raise EpxError(f"--baseline {reference!r} is not one of the reported entries ({', '.join(names)})")
+    by_path = {str(e.path.resolve()): e.name for e in entries if e.path is not None}
+    if reference is not None and str(Path(reference).resolve()) in by_path:
+        reference = by_path[str(Path(reference).resolve())]  # given as a path, not the displayed name
+    if reference is not None and reference not in names and not reference.startswith(BASELINE_PREFIX):
+        raise EpxError(f"--baseline {reference!r} is not one of the reported entries ({', '.join(names)}, "
+                       f"or {BASELINE_PREFIX}ASSAY)")
     metrics = _metric_names(entries)
     extra = _baselines(entries) if baselines else {}
     rows: list[dict[str, Any]] = []
