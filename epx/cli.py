@@ -559,6 +559,7 @@ def report(
     n_boot: Annotated[int, typer.Option("--bootstrap", metavar="N", help="Bootstrap resamples over genes.")] = 1000,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the bootstrap.")] = 0,
     no_baselines: Annotated[bool, typer.Option("--no-baselines", help="Leave out the TSS-signal baselines.")] = False,
+    all_baselines: Annotated[bool, typer.Option("--all-baselines", help="Show every assay's TSS baseline in table and md (default: the best one).")] = False,
 ) -> None:
     """Score runs, stacks and predictions side by side on the same genes, per cell line, for held-out
     test rows and out-of-fold rows: each metric with a 95% bootstrap interval over genes and a paired
@@ -567,7 +568,7 @@ def report(
     import json
 
     from epx import console
-    from epx.report import leaderboard, load_entries, markdown, plot, wide
+    from epx.report import best_baseline_only, leaderboard, load_entries, markdown, plot, wide
 
     if plot_path is not None:
         from epx.outputs import check_plot_path
@@ -584,7 +585,7 @@ def report(
     elif fmt == "tsv":
         typer.echo(board.to_csv(sep="\t", index=False, na_rep="NA"), nl=False)
     else:
-        header, rows = wide(board)
+        header, rows = wide(board if all_baselines else best_baseline_only(board))
         if fmt == "md":
             typer.echo(markdown(header, rows), nl=False)
         else:

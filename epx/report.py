@@ -274,6 +274,18 @@ def _nan_low(v: float) -> float:
 # -- rendering -----------------------------------------------------------------------------------
 
 
+def best_baseline_only(board: pd.DataFrame) -> pd.DataFrame:
+    """Per (rows, cell line), keep the strongest TSS baseline: the one a model has to beat."""
+    base = board["entry"].str.startswith(BASELINE_PREFIX)
+    primary = board[base & (board["metric"] == PRIMARY)]
+    if primary.empty:
+        return board
+    best = primary.loc[primary.groupby(["part", "cell_line"], sort=False)["value"].idxmax()]
+    chosen = set(zip(best["part"], best["cell_line"], best["entry"], strict=True))
+    keys = zip(board["part"], board["cell_line"], board["entry"], strict=True)
+    return board[~base.to_numpy() | [k in chosen for k in keys]]
+
+
 def wide(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     """Human layout: one row per (part, cell line, entry); 'value [lo, hi]' and 'diff [lo, hi]'."""
     metrics = list(dict.fromkeys(board["metric"]))

@@ -100,6 +100,10 @@ def test_formats_baseline_and_plot(run, runs, tmp_path):
     assert "| ridge (ref) |" in ref.stdout
     md = run("report", runs["lgbm"], runs["ridge"], "--bootstrap", "200", "--format", "md", "--no-baselines")
     assert md.stdout.startswith("| rows | cell line | entry |") and "tss:" not in md.stdout
+    best = run("report", runs["lgbm"], "--bootstrap", "200", "--format", "md")
+    every = run("report", runs["lgbm"], "--bootstrap", "200", "--format", "md", "--all-baselines")
+    groups = {tuple(r.split(" | ")[:2]) for r in best.stdout.splitlines()[2:]}
+    assert best.stdout.count("tss:") == len(groups) and every.stdout.count("tss:") == 7 * len(groups)
     tsv = run("report", runs["lgbm"], "--bootstrap", "200", "--format", "tsv")
     header = tsv.stdout.splitlines()[0].split("\t")
     assert header[:6] == ["part", "cell_line", "entry", "n", "metric", "value"]
