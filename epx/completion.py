@@ -123,17 +123,21 @@ def complete_assay(ctx: Any, incomplete: str) -> list[str]:
 
 
 def complete_run_cell(ctx: Any, incomplete: str) -> list[str]:
-    """Cell lines of a run (or stack) directory: its unseen cell lines first, then its dataset's."""
+    """Cell lines ``epx submit`` accepts for a run, stack or prediction directory: its unseen cell
+    lines first, then the rest of its dataset's; never one it trained on (submit refuses those)."""
     run = line_params(ctx).get("run_dir")
-    cells: list[str] = []
+    unseen: list[str] = []
+    others: list[str] = []
+    trained: set[str] = set()
     configs = [Path(str(run))] if run else []
     while configs:  # a stack names its runs; a run names its dataset
         config = _read_json(configs.pop(0) / "config.json")
-        cells += [*config.get("predict_cells", []), *config.get("train_cells", [])]
+        unseen += [*config.get("predict_cells", []), *config.get("cell_lines", [])]
+        trained |= set(config.get("train_cells", []))
         if config.get("dataset"):
-            cells += _sources({"dataset": config["dataset"]})[0]
-        configs += [Path(str(r)) for r in config.get("runs", [])[:1]]
-    return [c for c in dict.fromkeys(cells) if c.startswith(incomplete)]
+            others += _sources({"dataset": config["dataset"]})[0]
+        configs += [Path(str(r)) for r in config.get("run_dirs") or config.get("runs", [])]
+    return [c for c in dict.fromkeys([*unseen, *others]) if c.startswith(incomplete) and c not in trained]
 
 
 def complete_param(ctx: Any, incomplete: str) -> list[str]:

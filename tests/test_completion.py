@@ -72,7 +72,7 @@ def test_cell_lines_after_a_dataset_argument(demo_dataset):
 
 def test_cell_lines_of_a_run(run_dir):
     got = both(f"epx submit {run_dir} --cell ")
-    assert got[0] == "X3" and sorted(got) == ["X1", "X2", "X3"]  # the run's unseen cell line first
+    assert got[0] == "X3" and sorted(got) == ["X2", "X3"]  # unseen first; X1, trained on, is not submittable
 
 
 def test_choices(demo_dataset):
