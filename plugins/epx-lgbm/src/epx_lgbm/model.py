@@ -46,7 +46,7 @@ import lightgbm as lgb
 import numpy as np
 
 from epx.errors import PluginError
-from epx.models.contract import FoldData
+from epx.models import FoldData
 
 FORMAT_VERSION = 1
 SMALL_DATA_ROWS = 10_000  # n_jobs=0 trains on one thread below this: threads cost more than they gain
