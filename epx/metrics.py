@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from epx.ranks import rankdata
+
 REGRESSION_METRICS = ("spearman", "pearson", "r2", "mse")
 BINARY_METRICS = ("auroc", "auprc", "spearman")
 
@@ -20,8 +22,6 @@ def _clean(y_true: np.ndarray, y_pred: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def spearman(y_true: np.ndarray, y_pred: np.ndarray) -> float:
-    from scipy.stats import rankdata
-
     t, p = _clean(y_true, y_pred)
     if t.size < 3 or np.ptp(t) == 0 or np.ptp(p) == 0:
         return float("nan")
@@ -50,8 +50,6 @@ def mse(y_true: np.ndarray, y_pred: np.ndarray) -> float:
 
 def auroc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     """Area under the ROC curve by the rank-sum (Mann-Whitney) formula, ties averaged."""
-    from scipy.stats import rankdata
-
     t, s = _clean(y_true, y_score)
     pos = t > 0.5
     n_pos, n_neg = int(pos.sum()), int((~pos).sum())

@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from epx.errors import LabelError, require_file
+from epx.ranks import rankdata
 
 TARGETS = ("raw", "log1p", "rank", "nonzero", "binary")
 TARGET_HELP = {
@@ -133,12 +134,11 @@ def derive_target(values: np.ndarray | pd.Series, kind: str) -> np.ndarray:
         return v.copy()
     if kind == "log1p":
         return np.log1p(np.clip(v, 0, None))
-    if kind == "rank":
-        from scipy.stats import rankdata
-
-        if v.size <= 1:
-            return np.zeros_like(v)
-        return (rankdata(v, method="average") - 1.0) / (v.size - 1.0)
+    if kind == "rank":  # (rank - 1) / (n - 1) over the labelled values; NaN stays NaN
+        n = int(np.count_nonzero(~np.isnan(v)))
+        if n <= 1:
+            return np.where(np.isnan(v), np.nan, 0.0)
+        return (rankdata(v) - 1.0) / (n - 1.0)
     if kind == "nonzero":
         return (v > 0).astype("float64")
     if kind == "binary":

@@ -204,6 +204,65 @@ def test_feature_mismatch_is_an_error(folds, two_stage):
         two_stage.predict(FoldData(test.X, None, test.rows, FEATURES[::-1]))
 
 
+# -- one binning per fold ------------------------------------------------------------------------
+
+
+def test_stages_share_one_binned_dataset(folds, monkeypatch):
+    """A two-stage fit with a validation side builds two LightGBM Datasets, not four: the train
+    side, binned once and shared by both stages, and the validation side on its bin edges."""
+    import lightgbm as lgb
+
+    train, valid, _ = folds
+    built = []
+    real_init = lgb.Dataset.__init__
+
+    def counting_init(self, *args, **kwargs):
+        real_init(self, *args, **kwargs)
+        built.append(self)
+
+    monkeypatch.setattr(lgb.Dataset, "__init__", counting_init)
+    model = LGBMModel(FAST, "rank", seed=0)
+    model.fit(train, valid)
+    assert set(model.boosters_) == {"nonzero", "main"}
+    assert [d.reference is None for d in built] == [True, False]
+    assert built[1].reference is built[0]  # the validation side is binned with the train side's edges
+    built.clear()
+    model.fit(train)
+    assert len(built) == 1
+
+
+def test_shared_binning_changes_no_prediction(folds):
+    """Sharing the binned Dataset changes nothing: each stage is the model its stage alone makes
+    (tree for tree), and the predictions are those of the code before the sharing."""
+    import json
+    from pathlib import Path
+
+    import lightgbm as lgb
+
+    train, valid, _ = folds
+    two = LGBMModel(FAST, "rank", seed=0)
+    two.fit(train, valid)
+    alone = LGBMModel({**FAST, "two_stage": False}, "rank", seed=0)
+    alone.fit(train, valid)
+    nonzero = lambda f: FoldData(f.X, f.targets["nonzero"], f.rows, FEATURES)  # noqa: E731
+    classifier = LGBMModel(FAST, "binary", seed=0)
+    classifier.fit(nonzero(train), nonzero(valid))
+    assert two.boosters_["main"].model_to_string() == alone.boosters_["main"].model_to_string()
+    assert two.boosters_["nonzero"].model_to_string() == classifier.boosters_["main"].model_to_string()
+
+    recorded = json.loads((Path(__file__).parent / "data" / "prechange_predictions.json").read_text())
+    if recorded["lightgbm"] != lgb.__version__:
+        pytest.skip(f"predictions recorded with lightgbm {recorded['lightgbm']}, this is {lgb.__version__}")
+    train, valid, test = expression_fold(400, 11), expression_fold(100, 12), unlabelled(expression_fold(40, 13))
+    for case, va in (("valid", valid), ("no_valid", None)):
+        model = LGBMModel(FAST, "rank", seed=0)
+        model.fit(train, va)
+        want = recorded["cases"][case]
+        assert model.best_iteration_ == want["best_iteration"]
+        np.testing.assert_allclose(model.predict(test), want["predict"], rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(model.predict_proba(test), want["predict_proba"], rtol=1e-9, atol=1e-12)
+
+
 # -- early stopping -------------------------------------------------------------------------------
 
 

@@ -3,11 +3,11 @@
 Stage 1 is a binary classifier of "expressed" (expression > 0); stage 2 a regressor of the task's
 target (the normalised rank for ``rank``); the prediction is stage 2 x 1[P(expressed) >= threshold].
 
-This module is what the ``epx.models`` entry point loads: it imports only ``epx.models.plugins`` (no
-numpy, no lightgbm), because ``epx models`` and shell completion import every plugin's spec.
+This module is what the ``epx.models`` entry point loads: it imports only ``epx.models`` (no numpy,
+no lightgbm), because ``epx models`` and shell completion import every plugin's spec.
 """
 
-from epx.models.plugins import ModelSpec
+from epx.models import ModelSpec
 
 spec = ModelSpec(
     name="lgbm",

@@ -27,6 +27,9 @@ Choices the contract leaves open (documented here and in the README):
   improvement in binary log-loss / L2. Without ``valid`` each stage trains a fixed
   ``min(n_estimators, rounds_without_valid)`` rounds. Each booster is truncated to its best
   iteration, so prediction, importance, SHAP values and the saved model all use the same trees.
+* Both stages train on every training row, from one binned LightGBM Dataset per fit (stage 1
+  sets its labels, then stage 2 its own); the validation side is binned on the train side's bin
+  edges. The trees are the ones separately binned stages give (binning ignores labels).
 * ``n_jobs=0`` means all cores, except one thread below 10,000 rows (OpenMP start-up dominates
   on small folds, e.g. 0.9 s instead of 0.15 s for a 240-row fit on two cores).
 * Features reach LightGBM under internal names ``f0..fN`` (epx feature names may contain
@@ -43,7 +46,7 @@ import lightgbm as lgb
 import numpy as np
 
 from epx.errors import PluginError
-from epx.models.contract import FoldData
+from epx.models import FoldData
 
 FORMAT_VERSION = 1
 SMALL_DATA_ROWS = 10_000  # n_jobs=0 trains on one thread below this: threads cost more than they gain
@@ -162,14 +165,24 @@ class LGBMModel:
 
     # -- training ------------------------------------------------------------------------------
 
-    def _train(self, objective: str, X: np.ndarray, y: np.ndarray, valid: tuple[np.ndarray, np.ndarray] | None) -> tuple[lgb.Booster, int]:
+    def _binned(self, X: np.ndarray, reference: lgb.Dataset | None = None) -> lgb.Dataset:
+        """X binned into LightGBM's Dataset, labels unset. The train side is binned once per fold and
+        shared by both stages (each sets its labels before training): binning depends on the
+        features and the dataset parameters, which the stages share, not on the labels or objective.
+        The validation side takes the train side's bin edges (``reference``)."""
+        names = [f"f{i}" for i in range(X.shape[1])]
+        # the training parameters minus the stage's own: what binned each stage before they shared it
+        params = {k: v for k, v in self._lgb_params("regression").items() if k not in ("objective", "metric")}
+        return lgb.Dataset(X, feature_name=names, params=params, reference=reference, free_raw_data=True).construct()
+
+    def _train(self, objective: str, dtrain: lgb.Dataset, y: np.ndarray,
+               valid: tuple[lgb.Dataset, np.ndarray] | None) -> tuple[lgb.Booster, int]:
+        """Train one stage on the shared binned ``dtrain`` (and ``valid``'s Dataset) with labels ``y``."""
         p = self.params
         params = self._lgb_params(objective)
-        names = [f"f{i}" for i in range(X.shape[1])]
-        dtrain = lgb.Dataset(X, label=y, feature_name=names, params={"verbosity": -1, "max_bin": p["max_bin"]},
-                             free_raw_data=True)
+        dtrain.set_label(y)
         if valid is not None and p["early_stopping_rounds"] > 0:
-            dvalid = lgb.Dataset(valid[0], label=valid[1], feature_name=names, reference=dtrain)
+            dvalid = valid[0].set_label(valid[1])
             booster = lgb.train(
                 params, dtrain, num_boost_round=p["n_estimators"], valid_sets=[dvalid], valid_names=["valid"],
                 callbacks=[lgb.early_stopping(p["early_stopping_rounds"], first_metric_only=True, verbose=False)],
@@ -202,6 +215,9 @@ class LGBMModel:
         self.boosters_, self.best_iteration_ = {}, {}
         self.stage1_constant_, self.stage1_labels_ = None, None
         self._train_threads = self._threads(len(train))
+        dtrain = self._binned(X)
+        del X  # LightGBM holds the binned copy; the float64 matrix is not needed again
+        dvalid = self._binned(Xv, reference=dtrain) if has_valid and self.params["early_stopping_rounds"] > 0 else None
         if self.two_stage:
             z, self.stage1_labels_ = self._nonzero_labels(train, y)
             if z.min() == z.max():  # a single class: no classifier, P(expressed) is that class
@@ -209,10 +225,10 @@ class LGBMModel:
             else:
                 zv = self._nonzero_labels(valid, yv)[0] if has_valid else None
                 self.boosters_[STAGE1], self.best_iteration_[STAGE1] = self._train(
-                    "binary", X, z, (Xv, zv) if has_valid else None)
+                    "binary", dtrain, z, (dvalid, zv) if has_valid else None)
         objective = "binary" if self.task == "binary" else "regression"
         self.boosters_[MAIN], self.best_iteration_[MAIN] = self._train(
-            objective, X, y, (Xv, yv) if has_valid else None)
+            objective, dtrain, y, (dvalid, yv) if has_valid else None)
 
     @property
     def best_iteration(self) -> int:
