@@ -56,6 +56,8 @@ class _EpxGroup(typer.core.TyperGroup):
             _fail(describe_os_error(err), 1)
         except MemoryError:
             _fail("out of memory; use fewer --workers, fewer genes or tracks per run, or a larger machine", 1)
+        except KeyboardInterrupt:  # the outputs' cleanup has run on the way up
+            _fail("interrupted; outputs are renamed into place only when complete, so nothing was written", 130)
         except (typer.Exit, typer.Abort, TyperException):  # usage errors: typer prints them itself
             raise
         except Exception as err:  # noqa: BLE001 - the last net: a bug, said in one line, never a traceback
@@ -681,7 +683,7 @@ def main() -> None:
         root_help_command(app)()
     try:
         app()
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # outside a command (while Typer builds it)
         sys.exit(130)
 
 

@@ -30,6 +30,7 @@ from epx.features.derived import (
     profile_entropy,
 )
 from epx.features.windows import STATS, BinSpec, WindowSpec
+from epx.io.chroms import chrom_sort_key
 from epx.io.inputs import load_inputs
 from epx.outputs import atomic_dir, check_output, refuse_overlap
 
@@ -292,6 +293,8 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
     feature_names = [c for c in raw.columns if c not in ("gene_id", "cell_line")]
     meta: dict[str, Any] = {
         "kind": "featurize",
+        # for shell completion of --test/--holdout without reading the gene table
+        "chroms": sorted(set(gene_table["chrom"]), key=chrom_sort_key),
         "cell_lines": cells,
         "assays": assays,
         "features": feature_names,

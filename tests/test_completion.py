@@ -4,6 +4,7 @@ dataset written by the test session. Timings belong to benchmarks/bench_startup.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -101,6 +102,8 @@ def test_chromosomes(demo_dataset, demo_study):
     assert both(f"epx train {demo_dataset} --test ") == expected
     assert both(f"epx train {demo_dataset} --holdout {expected[0]},") == [f"{expected[0]},{c}" for c in expected[1:]]
     assert both(f"epx split {demo_study / 'genes.tsv'} --test chrX") == [c for c in expected if c.startswith("chrX")]
+    # featurize records them, so completion need not read the gene table
+    assert json.loads((demo_dataset / "dataset.json").read_text())["chroms"] == expected
 
 
 def test_names_commands_and_paths(demo_dataset):

@@ -364,3 +364,22 @@ def test_a_bug_is_one_line_and_exit_3(run, ridge_run, monkeypatch):
     result = run("report", ridge_run)
     assert result.exit_code == 3 and "Traceback" not in result.stderr
     assert "internal error (KeyError" in result.stderr and "--debug" in result.stderr
+
+
+def test_ctrl_c_leaves_nothing_and_says_so(tmp_path):
+    import signal
+
+    out = tmp_path / "study"
+    proc = subprocess.Popen([sys.executable, "-m", "epx.cli", "demo", str(out), "--n-genes", "3000"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    lock = tmp_path / f".study{LOCK_SUFFIX}"
+    deadline = time.time() + 60
+    while not lock.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.5)  # inside the work
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "interrupted" in err and "Traceback" not in err
+    assert list(tmp_path.iterdir()) == []  # no study, no temporary, no lock
