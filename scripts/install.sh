@@ -44,11 +44,22 @@ else
 fi
 pip_install() { "$PY" -m pip install --disable-pip-version-check --progress-bar off "$@"; }
 
-# torch first, pinned: on this machine 2.13.0 is a local CPU wheel; an unpinned torch pulled in
-# by a plugin would fetch a multi-GB CUDA build. An existing torch (e.g. a GPU build) is kept.
+# torch first, pinned: an unpinned torch pulled in by a plugin, or PyPI's default build, fetches
+# multi-GB CUDA libraries. Without an NVIDIA GPU the CPU build comes from PyTorch's CPU index (or
+# a local wheel that pip's find-links configuration offers). An existing torch is kept. epx's core
+# does not import torch: if no CPU build can be had, say so and go on rather than pull CUDA.
 if ! "$PY" -c "import torch" >/dev/null 2>&1; then
-  step "installing torch==2.13.0 (CPU)"
-  pip_install "torch==2.13.0"
+  if command -v nvidia-smi >/dev/null 2>&1; then
+    step "installing torch==2.13.0 (an NVIDIA GPU is present: the CUDA build)"
+    pip_install "torch==2.13.0"
+  else
+    step "installing torch==2.13.0 (CPU build)"
+    if ! pip_install --retries 1 --timeout 15 --index-url https://download.pytorch.org/whl/cpu "torch==2.13.0"; then
+      echo "install.sh: warning: no CPU build of torch 2.13.0 could be installed (PyTorch's CPU index is" \
+           "unreachable and no local wheel was found); epx works without it, the neural backends need it:" \
+           "pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu" >&2
+    fi
+  fi
 fi
 
 extras=""
