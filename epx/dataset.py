@@ -182,6 +182,20 @@ class Dataset:
             raise DatasetError(f"gene {missing[0]!r} is not in the dataset ({(pos < 0).sum()} unknown)", path=self.path)
         return pos
 
+    def features_of_assays(self, names: list[str], assays: Any) -> list[str]:
+        """The features that read only the chosen assays: each assay's own (``ASSAY.``) and the
+        gene's (length, strand, ...). Features computed across marks (``balance.``, ``index.``,
+        ...) are left out, since they would let the other assays back in."""
+        chosen = set(assays)
+        others = set(self.assays) - chosen
+        gene_level = ("gene.", "tss.", "strand.")
+        keep = []
+        for name in names:
+            head = name.split(".", 1)[0]
+            if head in chosen or (name.startswith(gene_level) and head not in others):
+                keep.append(name)
+        return keep
+
     def features(self, raw: bool = False, cell_lines: list[str] | None = None) -> pd.DataFrame:
         """Tabular features: one row per (gene_id, cell_line)."""
         name = "features_raw.parquet" if raw else "features.parquet"
@@ -231,6 +245,17 @@ class Dataset:
             sd[c] = np.where(s > 0, s, 1.0)
         return mean, sd
 
+    def bin_view(self, gene_pos: np.ndarray, cell_pos: np.ndarray, assays: list[str] | None = None,
+                 stats: tuple[np.ndarray, np.ndarray] | None = None) -> BinnedRows:
+        """Normalised binned tracks of chosen rows, read lazily: see :class:`BinnedRows`."""
+        if not self.has_binned:
+            raise DatasetError("this dataset has no binned tracks (re-run epx featurize without --no-bins)",
+                               path=self.path)
+        assay_pos = None if assays is None else np.array([self.assays.index(a) for a in assays])
+        if stats is None:
+            stats = (self.meta["bins_normalisation"]["mean"], self.meta["bins_normalisation"]["sd"])
+        return BinnedRows(self.path / "bins.npy", np.asarray(gene_pos), np.asarray(cell_pos), assay_pos, stats)
+
     def bins_coverage(self) -> np.ndarray:
         return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
 
@@ -259,6 +284,94 @@ class Dataset:
         from epx.split import read_split
 
         return read_split(p)
+
+
+class BinnedRows:
+    """Binned tracks (rows, assays, bins) of chosen (gene, cell line) rows, normalised on read.
+
+    A lazy stand-in for ``FoldData.X`` of binned models: indexing (``view[idx]``) reads only those
+    rows from the memory-mapped ``bins.npy`` and log1p + z-scores them with the per (cell line,
+    assay) statistics, so a model streams batches and nothing holds a normalised copy of the
+    array (20,000 genes x 11 cell lines x 7 assays x 100 bins is 616 MB on disk).
+    ``np.asarray(view)`` materialises every row, for models that want it all at once.
+    """
+
+    def __init__(self, path: Path, gene_pos: np.ndarray, cell_pos: np.ndarray, assay_pos: np.ndarray | None,
+                 stats: tuple[Any, Any]) -> None:
+        self.path = Path(path)
+        self.gene_pos = np.asarray(gene_pos, dtype=np.int64)
+        self.cell_pos = np.asarray(cell_pos, dtype=np.int64)
+        self.assay_pos = None if assay_pos is None else np.asarray(assay_pos, dtype=np.int64)
+        self.mean = np.asarray(stats[0], dtype=np.float32)
+        self.sd = np.asarray(stats[1], dtype=np.float32)
+        self._array: np.ndarray | None = None
+
+    @property
+    def array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.load(self.path, mmap_mode="r")
+        return self._array
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        _, _, n_assays, n_bins = self.array.shape
+        return (len(self.gene_pos), n_assays if self.assay_pos is None else len(self.assay_pos), n_bins)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    dtype = np.dtype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.gene_pos)
+
+    def take(self, idx: Any) -> BinnedRows:
+        """A view of a subset of rows (nothing is read)."""
+        view = BinnedRows(self.path, self.gene_pos[idx], self.cell_pos[idx], self.assay_pos, (self.mean, self.sd))
+        view._array = self._array
+        return view
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        """Normalised rows ``idx`` (an int, a slice or an index array), in the order asked."""
+        genes, cells = self.gene_pos[idx], self.cell_pos[idx]
+        scalar = np.ndim(genes) == 0
+        genes, cells = np.atleast_1d(genes), np.atleast_1d(cells)
+        order = np.lexsort((cells, genes))  # read the memory map front to back
+        raw = np.empty((len(genes), *self.array.shape[2:]), dtype=np.float32)
+        raw[order] = self.array[genes[order], cells[order]]
+        mean, sd = self.mean[cells][..., None], self.sd[cells][..., None]
+        out = (np.log1p(np.clip(raw, 0, None)) - mean) / sd
+        if self.assay_pos is not None:
+            out = out[:, self.assay_pos]
+        out = out.astype(np.float32, copy=False)
+        return out[0] if scalar else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(len(self))] if len(self) else np.zeros((0, *self.shape[1:]), np.float32)
+        return out if dtype is None else out.astype(dtype)
+
+    def require_finite(self, rows: pd.DataFrame, assays: list[str]) -> None:
+        """One line naming the first gene, cell line and assay whose bins hold NaN or inf."""
+        bad = self.first_non_finite()
+        if bad is not None:
+            row, assay = bad
+            raise DatasetError(f"binned tracks hold NaN or inf for gene {rows['gene_id'].iat[row]!r} in cell line "
+                               f"{rows['cell_line'].iat[row]!r}, assay {assays[assay]!r}; re-run epx featurize "
+                               "(or fix the imported matrix)", path=self.path)
+
+    def first_non_finite(self, chunk: int = 8192) -> tuple[int, int] | None:
+        """(row, assay) of the first row holding NaN or inf in the raw signal, or None."""
+        for start in range(0, len(self), chunk):
+            stop = min(start + chunk, len(self))
+            raw = np.asarray(self.array[self.gene_pos[start:stop], self.cell_pos[start:stop]])
+            if self.assay_pos is not None:
+                raw = raw[:, self.assay_pos]
+            bad = ~np.isfinite(raw)
+            if bad.any():
+                row, assay, _ = np.argwhere(bad)[0]
+                return start + int(row), int(assay)
+        return None
 
 
 def load_dataset(path: str | Path) -> Dataset:

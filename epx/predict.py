@@ -85,7 +85,9 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
         if missing:
             raise DatasetError(f"lacks assay {missing[0]!r} that run {run_dir} was trained on "
                                f"(run: {', '.join(trained['assays'])}; dataset: {', '.join(ds.assays)})", path=ds.path)
-        extra = [a for a in ds.assays if a not in trained["assays"]]
+        # cross-mark features were computed over the training dataset's assays (a run trained on
+        # a subset of them, --assays, uses none)
+        extra = [a for a in ds.assays if a not in config.get("dataset_assays", trained["assays"])]
         if extra and kind == "tabular":  # cross-mark features (entropy across marks, ...) would change meaning
             raise DatasetError(f"has assay {extra[0]!r} that run {run_dir} was not trained with; features computed "
                                f"across marks depend on the assay set: featurize with --assays {','.join(trained['assays'])}",
@@ -156,7 +158,6 @@ class _RowInputs:
         self.ds, self.rows = ds, rows
         self.kind = config.get("input_kind", "tabular")
         self.gene_pos = ds.gene_index(rows["gene_id"])
-        self.stats = None
         if self.kind == "tabular":
             self.names = list(config["features"])
             cells = sorted(set(rows["cell_line"]))
@@ -176,18 +177,17 @@ class _RowInputs:
         else:
             assays = training_inputs(config)["assays"] or ds.assays
             self.names = list(assays)
-            self.assay_pos = np.array([ds.assays.index(a) for a in assays])
-            self.cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
-            if basis is not None:
-                self.stats = ds.bin_stats(basis)
+            cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
+            self.view = ds.bin_view(self.gene_pos, cell_pos, self.names,
+                                    stats=None if basis is None else ds.bin_stats(basis))
+            self.view.require_finite(rows, self.names)
 
     def chunk(self, start: int, stop: int) -> FoldData:
         rows = self.rows.iloc[start:stop].reset_index(drop=True)
         if self.kind == "tabular":
             X = self.X[start:stop]
         else:
-            X = self.ds.bin_rows(self.gene_pos[start:stop], self.cell_pos[start:stop], normalised=True,
-                                 stats=self.stats)[:, self.assay_pos]
+            X = self.view.take(slice(start, stop))
         return FoldData(X=X, y=None, rows=rows, feature_names=list(self.names))
 
 

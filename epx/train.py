@@ -31,7 +31,7 @@ import pandas as pd
 
 from epx import console
 from epx._version import __version__
-from epx.dataset import Dataset, dataset_geometry, load_dataset
+from epx.dataset import BinnedRows, Dataset, dataset_geometry, load_dataset
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate
@@ -72,6 +72,7 @@ class TrainOptions:
     inner_k: int | None = None
     seed: int = 0
     shap_rows: int = 500  # SHAP on a seeded sample of each fold's test rows: pred_contrib is costly
+    assays: Sequence[str] = ()  # train on these assays only (binned: their tracks; tabular: their features)
 
 
 def default_target(spec: ModelSpec) -> str:
@@ -161,7 +162,7 @@ def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path, allow_sub
 class _Inputs:
     """Model inputs and labels aligned to the rows of a split table."""
 
-    def __init__(self, ds: Dataset, split: pd.DataFrame, input_kind: str):
+    def __init__(self, ds: Dataset, split: pd.DataFrame, input_kind: str, assays: Sequence[str] = ()):
         self.ds = ds
         self.kind = input_kind
         rows = split[["gene_id", "cell_line"]].copy()
@@ -182,13 +183,16 @@ class _Inputs:
             if (pos < 0).any():
                 bad = rows[pos < 0].iloc[0]
                 raise DatasetError(f"no features for gene {bad.gene_id!r} in cell line {bad.cell_line!r}", path=ds.path)
-            self.feature_names = [c for c in table.columns if c not in ("gene_id", "cell_line")]
+            names = [c for c in table.columns if c not in ("gene_id", "cell_line")]
+            self.feature_names = ds.features_of_assays(names, assays) if assays else names
             self.X = table[self.feature_names].to_numpy(np.float32)[pos]
         elif input_kind == "binned":
-            bins = ds.bins(normalised=True)
+            # a lazy view: each fold side, and each batch a model asks for, is read and normalised
+            # from the memory-mapped bins on demand
             cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
-            self.X = np.asarray(bins[gene_pos, cell_pos], dtype=np.float32)
-            self.feature_names = ds.assays
+            self.feature_names = list(assays or ds.assays)
+            self.X = ds.bin_view(gene_pos, cell_pos, self.feature_names)
+            self.X.require_finite(rows, self.feature_names)
         else:
             raise PluginError(f"input kind {input_kind!r} is not available from a dataset directory yet")
 
@@ -207,7 +211,8 @@ class _Inputs:
 
     def fold_data(self, idx: np.ndarray, with_targets: bool, target: str) -> FoldData:
         t = self.targets(idx, target) if with_targets else {}
-        return FoldData(X=self.X[idx], y=t.get(target) if with_targets else None,
+        X = self.X.take(idx) if isinstance(self.X, BinnedRows) else self.X[idx]
+        return FoldData(X=X, y=t.get(target) if with_targets else None,
                         rows=self.rows.iloc[idx].reset_index(drop=True), feature_names=list(self.feature_names), targets=t)
 
 
@@ -259,10 +264,13 @@ def train(
     unknown = [c for c in [*options.train_cells, *options.predict_cells] if c not in ds.cell_lines]
     if unknown:
         raise EpxError(f"cell line(s) {', '.join(unknown)} are not in the dataset (it has {', '.join(ds.cell_lines)})")
+    unknown = [a for a in options.assays if a not in ds.assays]
+    if unknown:
+        raise EpxError(f"assay {unknown[0]!r} is not in the dataset (it has {', '.join(ds.assays)})", path=ds.path)
     params = spec.resolve_params(options.params)
     split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
-    inp = _Inputs(ds, split, spec.input_kind)
+    inp = _Inputs(ds, split, spec.input_kind, options.assays)
     _check_non_negative(ds, inp, target)
     truth = _global_truth(inp, target)
     folds = list(iter_folds(split))
@@ -299,7 +307,9 @@ def train(
             "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
             "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
             "input_kind": spec.input_kind, "features": inp.feature_names,
-            "assays": ds.assays, "geometry": dataset_geometry(ds.meta),  # what epx predict checks
+            # what epx predict checks: the assays trained on, out of the dataset's
+            "assays": list(options.assays) or ds.assays, "dataset_assays": ds.assays,
+            "geometry": dataset_geometry(ds.meta),
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         split.to_csv(tmp / "split.tsv", sep="\t", index=False)

@@ -13,7 +13,13 @@ SHARED = ROOT.parent / "shared" / "data"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Skip shared-data tests where ../shared is absent, but never silently in CI."""
+    """Skip shared-data tests where ../shared is absent, but never silently in CI (nor the
+    neural models' tests, which need torch)."""
+    import importlib.util
+
+    if os.environ.get("EPX_REQUIRE_SHARED_DATA") and importlib.util.find_spec("torch") is None:
+        raise pytest.UsageError("torch is not installed but EPX_REQUIRE_SHARED_DATA is set: the epx-torch tests "
+                                "would skip silently (scripts/install.sh installs it)")
     if SHARED.is_dir():
         return
     if os.environ.get("EPX_REQUIRE_SHARED_DATA"):

@@ -1,0 +1,29 @@
+"""Every epx-torch model passes epx's plugin conformance checks (fit, predict, seeded
+determinism, save/load) on synthetic binned data, with small sizes so the suite stays fast."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+pytest.importorskip("torch")
+
+from epx.models.plugins import get_spec  # noqa: E402
+from epx.models.testing import check_model  # noqa: E402
+
+SMALL = {
+    "cnn": {"channels": 8, "hidden": 16},
+    "bilstm-attn": {"lstm_hidden": 8, "mark_hidden": 4},
+    "bilstm-transformer": {"lstm_hidden": 8, "d_model": 16, "heads": 2, "layers": 1},
+    "hybrid": {"lstm_hidden": 8, "mark_hidden": 4, "d_model": 16, "heads": 2, "layers": 1},
+    "transformer": {"channels": 4, "d_model": 8, "heads": 1, "layers": 1, "ff": 16, "pool": 5},
+}
+
+
+@pytest.mark.parametrize("name", sorted(SMALL))
+def test_model_conforms(name, tmp_path):
+    spec = get_spec(name)
+    params = {**spec.params, **SMALL[name], "max_epochs": 12, "patience": 4, "batch_size": 32, "lr": 3e-3,
+              "verbose": False}
+    check_model(dataclasses.replace(spec, params=params), tmp_path, n=240, min_spearman=0.3)
