@@ -134,6 +134,8 @@ def _normalisation_basis(run_dir: Path, ds: Dataset) -> np.ndarray | None:
 def _load_model(model_cls: type, directory: Path) -> Any:
     try:
         return model_cls.load(directory)
+    except EpxError:
+        raise  # the plugin's own one-line reason (another model's checkpoint, another version)
     except Exception as exc:  # noqa: BLE001 - any failure of the plugin's loader names the directory
         reason = (str(exc).splitlines() or [type(exc).__name__])[0]
         raise PluginError(f"cannot load this fold model ({type(exc).__name__}: {reason[:120]}); the run is damaged "
@@ -232,13 +234,14 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
     inputs = _RowInputs(ds, rows, config, _normalisation_basis(run_dir, ds))
     model_cls = spec.load_class()
     groups = _fold_members(run_dir)
+    # every fold model is loaded (and so checked) before anything is written or shown
+    loaded = [[_load_model(model_cls, m) for m in members] for members in groups.values()]
     n = len(rows)
     sums = {"y_pred": np.zeros(n), "proba": np.zeros(n), "y_score": np.zeros(n)}
     seen: set[str] = set()
     with atomic_dir(output, "prediction", force=force) as tmp, console.progress(progress) as bar:
         task = bar.add_task(f"predict with {len(groups)} fold model(s)", total=len(groups))
-        for members in groups.values():
-            models = [_load_model(model_cls, m) for m in members]
+        for models in loaded:
             fold_sum = {k: np.zeros(n) for k in sums}
             for start in range(0, n, CHUNK_ROWS):
                 data = inputs.chunk(start, min(start + CHUNK_ROWS, n))

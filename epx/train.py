@@ -253,8 +253,10 @@ def train(
     ds = load_dataset(dataset)
     spec = get_spec(options.model)
     if spec.input_kind not in ds.input_kinds:
+        how = {"binned": "re-run epx featurize without --no-bins (or epx import deepchrome) to add binned tracks",
+               "tabular": "re-run epx featurize to add tabular features"}.get(spec.input_kind, "")
         raise PluginError(f"model {spec.name!r} needs {spec.input_kind} input, but dataset {ds.path} has only "
-                          f"{', '.join(ds.input_kinds) or 'no model inputs'}")
+                          f"{', '.join(ds.input_kinds) or 'no model inputs'}" + (f"; {how}" if how else ""))
     target = options.target or default_target(spec)
     if target not in TARGETS:
         raise EpxError(f"unknown --target {target!r}; use one of {', '.join(TARGETS)}")
@@ -276,6 +278,7 @@ def train(
     folds = list(iter_folds(split))
     _check_training_labels(split, inp, folds)
     model_cls = spec.load_class()
+    model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
 
     log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"]
     oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []

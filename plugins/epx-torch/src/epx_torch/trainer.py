@@ -182,6 +182,7 @@ class TorchModel:
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0) -> None:
         self.params = {**TRAINER_PARAMS, **params}
         self.task, self.seed = task, int(seed)
+        self.device = resolve_device(str(self.params["device"]))  # device=cuda without a GPU fails here, at once
         self.network: Network | None = None
         self.assays: list[str] = []
         self.n_bins = 0
@@ -203,7 +204,7 @@ class TorchModel:
     def fit(self, train: FoldData, valid: FoldData | None = None) -> None:
         if train.y is None:
             raise PluginError(f"model {self.name!r}: fit needs labels")
-        device = resolve_device(str(self.params["device"]))
+        device = self.device
         if int(self.params["threads"]) > 0:
             torch.set_num_threads(int(self.params["threads"]))
         pl.seed_everything(self.seed, workers=True, verbose=False)
@@ -314,7 +315,9 @@ class TorchModel:
         if meta.get("format") != FORMAT_VERSION or _minor(meta.get("epx_version")) != _minor(EPX_VERSION):
             raise PluginError(f"this checkpoint was written by epx {meta.get('epx_version')} (format {meta.get('format')}); "
                               f"epx {EPX_VERSION} reads format {FORMAT_VERSION}: re-train with this version", path=directory)
-        model = cls(meta["params"], meta["task"], meta["seed"])
+        # predicting needs no GPU: a model trained with device=cuda loads on a machine without one
+        model = cls({**meta["params"], "device": "auto"}, meta["task"], meta["seed"])
+        model.params["device"] = meta["params"].get("device", "cpu")
         model.assays, model.n_bins = list(meta["assays"]), int(meta["n_bins"])
         model.y_mean, model.y_sd, model.history = float(meta["y_mean"]), float(meta["y_sd"]), meta.get("history", {})
         model.network = model.build(len(model.assays), model.n_bins)
