@@ -419,6 +419,7 @@ def train(
     config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML or YAML file of model parameters.")] = None,
     inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")] = 0,
+    seeds: Annotated[int, typer.Option("--seeds", metavar="K", help="Train each fold with K seeds (seed, seed+1, ...); predictions are the seed-averaged ensemble.")] = 1,
     shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
@@ -447,7 +448,8 @@ def train(
                               valid_chroms=parse_chrom_list(holdout) if holdout else [],
                               test_chroms=parse_chrom_list(test) if test else [], seed=seed, allow_subset=split_subset)
     options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
-                           predict_cells=_split_list(predict_cells), inner_k=inner[1] if inner else None, seed=seed, shap_rows=shap_rows)
+                           predict_cells=_split_list(predict_cells), inner_k=inner[1] if inner else None, seed=seed, seeds=seeds,
+                           shap_rows=shap_rows)
     summary = run_train(dataset, output, options, split_opts, force=force)
     _print_metrics(summary, f"{model} on {dataset}")
     console.info(f"wrote {output}")
@@ -489,10 +491,17 @@ def _print_metrics(summary: dict, title: str) -> None:
     rows = [[f["fold"], *[_fmt(f[k]) for k in keys]] for f in folds]
     stats = summary["fold_mean_sd"]
     rows.append(["mean +- sd", "", *[f"{_fmt(stats[k]['mean'])} +- {_fmt(stats[k]['sd'])}" for k in keys if k != "n"]])
+    spread = summary.get("seeds")  # --seeds K > 1: the rows above are the seed ensemble's
     for name, block in summary["overall"].items():
         for cell, m in block["by_cell_line"].items():
             if m.get("n"):  # unlabelled cell lines (e.g. the one to submit) have nothing to score
                 rows.append([f"{name} {cell}", *[_fmt(m.get(k)) for k in keys]])
+                per_seed = spread.get(name, {}).get("by_cell_line", {}).get(cell) if spread else None
+                if per_seed:
+                    rows.append([f"{name} {cell} seeds", "",
+                                 *[f"{_fmt(per_seed[k]['mean'])} +- {_fmt(per_seed[k]['sd'])}" for k in keys if k != "n"]])
+    if spread:
+        title += f" ({len(spread['seeds'])}-seed ensemble; 'seeds' rows: mean +- sd across seeds)"
     console.table(title, ["fold", *keys], rows)
 
 

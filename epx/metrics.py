@@ -76,6 +76,15 @@ def auprc(y_true: np.ndarray, y_score: np.ndarray) -> float:
     return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
 
 
+def mean_sd(values) -> dict[str, float | None]:
+    """Mean and sd (ddof=1) of the finite values, None where undefined; the sd of equal values is
+    exactly 0 (a deterministic model's seeds), not the rounding error of their mean."""
+    vals = np.asarray(values, dtype=np.float64)
+    vals = vals[np.isfinite(vals)]
+    sd = (0.0 if np.ptp(vals) == 0 else float(vals.std(ddof=1))) if vals.size > 1 else None
+    return {"mean": float(vals.mean()) if vals.size else None, "sd": sd}
+
+
 def evaluate(y_true: np.ndarray, y_pred: np.ndarray, binary: bool) -> dict[str, float]:
     """The metric set for a task: AUROC/AUPRC/Spearman for binary, else Spearman/Pearson/R2/MSE."""
     fns = {"spearman": spearman, "pearson": pearson, "r2": r2, "mse": mse, "auroc": auroc, "auprc": auprc}

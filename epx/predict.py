@@ -1,10 +1,11 @@
 """``epx predict``: apply a trained run to data it never saw (a new cell line, a study featurized later).
 
-The run's fold models are averaged as ``test.parquet`` averages them (inner models first, then
-folds). Inputs are matched by name (features for tabular models, assays for binned ones) and must
-come from the same featurize geometry; the first difference is refused in one line. New data is
-normalised as the training data was: features and bins are log1p + z-scored per cell line at
-featurize time, so a cell line's inputs never depend on which cell lines were trained on.
+The run's fold models are averaged as ``test.parquet`` averages them (a fold's seed and inner
+models first, then folds). Inputs are matched by name (features for tabular models, assays for
+binned ones) and must come from the same featurize geometry; the first difference is refused in
+one line. New data is normalised as the training data was: features and bins are log1p +
+z-scored per cell line at featurize time, so a cell line's inputs never depend on which cell
+lines were trained on.
 
     OUT/
       predictions.parquet   gene_id, gene_name, cell_line, chrom, y_pred[, proba, y_score][, y_true],
@@ -22,6 +23,7 @@ more genes gets the same numbers; one lacking some of them is refused.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -142,11 +144,15 @@ def _load_model(model_cls: type, directory: Path) -> Any:
                           "or was written by another version of the plugin: re-run epx train", path=directory) from None
 
 
+MEMBER_SUFFIX = re.compile(r"(?:_seed-?\d+)?(?:_inner\d+)?$")  # a seed's, an inner fold's model of a fold
+
+
 def _fold_members(run_dir: Path) -> dict[str, list[Path]]:
-    """Model directories grouped by outer fold: ``fold_NAME`` or ``fold_NAME_innerJ``."""
+    """Model directories grouped by outer fold: ``fold_NAME[_seedS][_innerJ]`` (the fold name may
+    itself contain underscores). A fold's members are its seeds' and inner folds' models."""
     groups: dict[str, list[Path]] = {}
     for d in sorted(p for p in (run_dir / "models").iterdir() if p.is_dir()):
-        fold = d.name.split("_inner")[0]
+        fold = MEMBER_SUFFIX.sub("", d.name, count=1)
         groups.setdefault(fold, []).append(d)
     if not groups:
         raise InputFileError("models/ holds no fold models", path=run_dir)

@@ -7,6 +7,9 @@ genes score every entry, so the interval of a difference is much narrower than t
 suggest. Built-in baselines come from the dataset without training: each assay's signal in the
 TSS window used as a score ("H3K4me3 at the TSS"), the reference every paper should report.
 
+A run trained with ``--seeds K`` is scored by its seed ensemble; its seed spread is each seed's
+metric on the same genes, ``mean +- sd (K seeds)`` (``seed_mean``, ``seed_sd``, ``n_seeds``).
+
 Bootstrap resamples are drawn as multinomial gene weights; ranks of a resample are computed from
 the weights (ties averaged, exactly as ``scipy.stats.rankdata`` would rank the resampled values),
 so Spearman and AUROC need one sort per entry rather than one per resample.
@@ -23,7 +26,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from epx.errors import EpxError
+from epx.dataset import read_parquet_file
+from epx.errors import EpxError, InputFileError
+from epx.metrics import mean_sd
 from epx.stack import KEYS, read_run
 
 PRIMARY = "spearman"  # comparable across targets: invariant to the monotone transforms between them
@@ -38,6 +43,7 @@ class Entry:
     path: Path | None
     config: dict[str, Any]
     parts: dict[str, pd.DataFrame] = field(default_factory=dict)
+    seeds: pd.DataFrame | None = None  # a seeded run's seed_predictions.parquet
 
     @property
     def is_baseline(self) -> bool:
@@ -64,11 +70,23 @@ def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
                     table = table[~table["gene_trained_on"].to_numpy(bool)]
                 if len(table):
                     parts[part] = table.reset_index(drop=True)
-        entries.append(Entry(name=name, path=Path(p), config=run["config"], parts=parts))
+        entries.append(Entry(name=name, path=Path(p), config=run["config"], parts=parts, seeds=_seed_predictions(Path(p))))
     if not any(e.parts for e in entries):
         raise EpxError("nothing to score: none of these has labelled out-of-fold or test rows "
                        "(featurize the cell lines with --labels to score them)")
     return entries
+
+
+def _seed_predictions(run: Path) -> pd.DataFrame | None:
+    """A run's per-seed predictions (``epx train --seeds K``), or None."""
+    path = run / "seed_predictions.parquet"
+    if not path.is_file():
+        return None
+    table = read_parquet_file(path, "seed predictions")
+    missing = [c for c in ("gene_id", "cell_line", "part", "seed", "y_pred") if c not in table.columns]
+    if missing:
+        raise InputFileError(f"damaged seed predictions: no {missing[0]} column; re-run epx train", path=path)
+    return table
 
 
 def _short_names(paths: list[Path]) -> list[str]:
@@ -202,8 +220,34 @@ def leaderboard(entries: list[Entry], *, reference: str | None = None, intersect
                 s = tables[0][KEYS].merge(scores, on=KEYS, how="left")["score"].to_numpy(np.float64)
                 if np.isfinite(s).all():
                     preds[BASELINE_PREFIX + label] = (y_true, s)
-            rows += _score_group(part, cell, preds, metrics, reference, n_boot, rng)
-    return pd.DataFrame(rows)
+            spread = {e.name: _seed_spread(e, part, cell, t, metrics) for e, t in zip(group, tables, strict=True)}
+            for row in _score_group(part, cell, preds, metrics, reference, n_boot, rng):
+                row["seed_mean"], row["seed_sd"], row["n_seeds"] = spread.get(row["entry"], {}).get(row["metric"], (None,) * 3)
+                rows.append(row)
+    board = pd.DataFrame(rows)
+    board["n_seeds"] = board["n_seeds"].astype("Int64")
+    return board
+
+
+def _seed_spread(entry: Entry, part: str, cell: str, table: pd.DataFrame,
+                 metrics: list[str]) -> dict[str, tuple[float, float | None, int]]:
+    """Per metric, (mean, sd, K) of the entry's seeds' metrics on the rows of ``table`` (the genes
+    the leaderboard scores); empty for an entry without per-seed predictions of these rows."""
+    if entry.seeds is None:
+        return {}
+    mine = entry.seeds[(entry.seeds["part"] == part) & (entry.seeds["cell_line"] == cell)]
+    by_seed = mine.drop_duplicates(["gene_id", "seed"]).pivot(index="gene_id", columns="seed", values="y_pred")
+    by_seed = by_seed.reindex(table["gene_id"].to_numpy())
+    if by_seed.shape[1] < 2 or by_seed.isna().to_numpy().any():
+        return {}
+    y = table["y_true"].to_numpy(np.float64)
+    ones = np.ones((1, len(y)))
+    out = {}
+    for m in metrics:
+        values = [METRIC_FNS[m](y, by_seed[s].to_numpy(np.float64), ones)[0] for s in by_seed.columns]
+        stats = mean_sd(values)
+        out[m] = (stats["mean"], stats["sd"], len(values))
+    return out
 
 
 def _baselines(entries: list[Entry]) -> dict[str, pd.DataFrame]:
@@ -292,6 +336,9 @@ def wide(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
     header = ["rows", "cell line", "entry", "n"]
     for m in metrics:
         header += [f"{m} [95% CI]", "vs ref [95% CI]"]
+    seeded = "seed_mean" in board.columns and board["seed_mean"].notna().any()
+    if seeded:  # the spread of the primary metric across a seeded run's seeds
+        header.append(f"{PRIMARY} across seeds")
     out = []
     for (part, cell, entry), g in board.groupby(["part", "cell_line", "entry"], sort=False):
         g = g.set_index("metric")
@@ -301,6 +348,10 @@ def wide(board: pd.DataFrame) -> tuple[list[str], list[list[str]]]:
             r = g.loc[m]
             row.append(_fmt_ci(r["value"], r["ci_low"], r["ci_high"]))
             row.append("-" if entry == ref else _fmt_ci(r["diff"], r["diff_low"], r["diff_high"], signed=True))
+        if seeded:
+            r = g.loc[PRIMARY]
+            row.append("" if pd.isna(r["seed_mean"]) else
+                       f"{r['seed_mean']:.3f} +- {r['seed_sd']:.3f} ({int(r['n_seeds'])} seeds)")
         out.append(row)
     return header, out
 

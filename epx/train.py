@@ -10,18 +10,23 @@ writes a run directory:
       split.tsv         the split used
       oof.parquet       out-of-fold predictions: gene_id, gene_name, cell_line, fold, y_true, y_pred[, proba]
       test.parquet      predictions for held-out test chromosomes / prediction cell lines (fold mean)
-      metrics.json      per fold, per cell line and overall metrics
+      seed_predictions.parquet  with --seeds K > 1: each seed's y_pred (gene_id, cell_line, fold, part, seed)
+      metrics.json      per fold, per cell line and overall metrics (with seeds: each metric's spread)
       importance.tsv    gain importance per fold (when the model provides it)
       shap.parquet      per-row feature contributions on test rows (when the model provides them)
-      models/FOLD/      each fold's fitted model
+      models/FOLD/      each fold's fitted model(s): fold_NAME[_seedS][_innerJ]
       log.txt
+
+With ``seeds`` K > 1, every fold trains each of its models with seeds ``seed, seed+1, ...``;
+the predictions (and metrics) are the seed-averaged ensemble's, and each seed's are kept to
+report the spread across seeds.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,7 +39,7 @@ from epx._version import __version__
 from epx.dataset import BinnedRows, Dataset, dataset_geometry, load_dataset
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
-from epx.metrics import evaluate
+from epx.metrics import evaluate, mean_sd
 from epx.models.contract import FoldData
 from epx.models.plugins import ModelSpec, get_spec
 from epx.outputs import atomic_dir, check_output, refuse_overlap
@@ -71,8 +76,14 @@ class TrainOptions:
     predict_cells: Sequence[str] = ()
     inner_k: int | None = None
     seed: int = 0
+    seeds: int = 1  # train each fold with seeds seed, seed+1, ..., seed+seeds-1 and average them
     shap_rows: int = 500  # SHAP on a seeded sample of each fold's test rows: pred_contrib is costly
     assays: Sequence[str] = ()  # train on these assays only (binned: their tracks; tabular: their features)
+
+
+def seed_values(options: TrainOptions) -> list[int]:
+    """The model seeds each fold trains with: ``seed, seed+1, ...`` (``seeds`` of them)."""
+    return [options.seed + s for s in range(options.seeds)]
 
 
 def default_target(spec: ModelSpec) -> str:
@@ -248,6 +259,8 @@ def train(
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the CV loop and write RUN_DIR; returns the metrics summary."""
+    if options.seeds < 1:
+        raise EpxError(f"--seeds must be at least 1 (got {options.seeds})")
     refuse_overlap(output, [dataset, *([split_options.file] if split_options.file else [])])
     output = check_output(output, force, "run")
     ds = load_dataset(dataset)
@@ -280,32 +293,49 @@ def train(
     model_cls = spec.load_class()
     model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
 
-    log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"]
+    seeds = seed_values(options)
+    seeded = len(seeds) > 1
+    log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"
+                      + (f" seeds={','.join(map(str, seeds))}" if seeded else "")]
     oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []
+    seed_parts: dict[int, dict[str, list[pd.DataFrame]]] = {s: {"oof": [], "test": []} for s in seeds} if seeded else {}
     started = time.perf_counter()
     with atomic_dir(output, "run", force=force) as tmp:
         with console.progress(progress) as bar:
-            task_id = bar.add_task(f"train {spec.name} ({len(folds)} folds)", total=len(folds))
+            units = f"{len(folds)} folds x {len(seeds)} seeds" if seeded else f"{len(folds)} folds"
+            task_id = bar.add_task(f"train {spec.name} ({units})", total=len(folds) * len(seeds))
+
+            def seed_done(fold: Fold, seed: int, metrics: dict, seconds: float) -> None:
+                if seeded:
+                    log.append(f"fold {fold.name} seed {seed}: {json.dumps(metrics)} ({seconds:.1f}s)")
+                bar.advance(task_id)
+
             for fold in folds:
                 t0 = time.perf_counter()
-                result = _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, tmp)
-                oof, test, imp, shap, metrics = result
+                result = _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, tmp, seed_done)
+                oof, test, imp, shap, metrics, per_seed = result
                 oof_parts.append(oof)
                 test_parts.append(test)
                 if imp is not None:
                     imp_parts.append(imp)
                 if shap is not None:
                     shap_parts.append(shap)
+                for seed, (seed_oof, seed_test) in per_seed.items():
+                    seed_parts[seed]["oof"].append(seed_oof)
+                    seed_parts[seed]["test"].append(seed_test)
                 fold_metrics.append({"fold": fold.name, **metrics})
                 log.append(f"fold {fold.name}: train={len(fold.train)} valid={len(fold.valid)} test={len(fold.test)} "
                            f"{json.dumps(metrics)} ({time.perf_counter() - t0:.1f}s)")
-                bar.advance(task_id)
         oof_table = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
         test_table = _average_test(test_parts)
         summary = _summarise(fold_metrics, oof_table, test_table, task)
+        seed_table = None
+        if seeded:
+            seed_table, summary["seeds"] = _seed_results(seed_parts, task)
         config = {
             "epx_version": __version__, "model": spec.name, "plugin": _plugin_version(spec.name),
-            "params": params, "target": target, "task": task, "seed": options.seed, "inner_k": options.inner_k,
+            "params": params, "target": target, "task": task, "seed": options.seed, "seeds": len(seeds),
+            "seed_values": seeds, "inner_k": options.inner_k,
             "split": split_desc, "dataset": str(Path(dataset).resolve()),
             "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
             "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
@@ -321,6 +351,8 @@ def train(
         (tmp / "dataset_genes.txt").write_text("\n".join(ds.genes["gene_id"]) + "\n")
         oof_table.to_parquet(tmp / "oof.parquet", index=False)
         test_table.to_parquet(tmp / "test.parquet", index=False)
+        if seed_table is not None:
+            seed_table.to_parquet(tmp / "seed_predictions.parquet", index=False)
         (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_nan_to_none) + "\n")
         if imp_parts:
             pd.concat(imp_parts, ignore_index=True).to_csv(tmp / "importance.tsv", sep="\t", index=False)
@@ -376,7 +408,12 @@ def _check_training_labels(split: pd.DataFrame, inp: _Inputs, folds: list[Fold])
 
 
 def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, target: str, task: str,
-              model_cls: type, params: dict, options: TrainOptions, run_dir: Path):
+              model_cls: type, params: dict, options: TrainOptions, run_dir: Path,
+              seed_done: Callable[[Fold, int, dict, float], None] | None = None):
+    """Train one outer fold's models (per seed, per inner fold) and predict its held-out rows.
+
+    Returns the seed-averaged oof and test tables, importance, SHAP, the fold's metrics and, with
+    several seeds, each seed's (oof, test) tables."""
     labelled = np.isfinite(inp.value)
     train_idx = fold.train[labelled[fold.train]]
     valid_idx = fold.valid[labelled[fold.valid]]
@@ -396,41 +433,49 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         members = [(tr, va) for tr, va in _inner_folds(split, train_idx, options.inner_k, options.seed)]
     else:
         members = [(train_idx, valid_idx)]
-    preds, scores, probas, shaps, imps = [], [], [], [], []
-    for j, (tr, va) in enumerate(members):
-        model = model_cls(params, task, options.seed)
-        model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
-        preds.append(np.asarray(model.predict(test_data), dtype=np.float64))
-        if hasattr(model, "predict_score"):
-            scores.append(np.asarray(model.predict_score(test_data), dtype=np.float64))
-        if hasattr(model, "predict_proba"):
-            probas.append(np.asarray(model.predict_proba(test_data), dtype=np.float64))
-        if hasattr(model, "importance"):
-            imps.append(model.importance())
-        if hasattr(model, "contributions") and options.shap_rows > 0:
-            shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)
-            sample = FoldData(X=test_data.X[shap_idx], y=None, rows=test_data.rows.iloc[shap_idx].reset_index(drop=True),
-                              feature_names=test_data.feature_names)
-            shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
-        name = f"fold_{fold.name}" + (f"_inner{j}" if len(members) > 1 else "")
-        model.save(run_dir / "models" / name)
-    y_pred = np.mean(preds, axis=0)
     rows = split.iloc[eval_idx].reset_index(drop=True)
-    table = pd.DataFrame({
+    base = pd.DataFrame({
         "gene_id": rows["gene_id"], "gene_name": test_data.rows["gene_name"], "cell_line": rows["cell_line"],
-        "chrom": rows["chrom"], "fold": fold.name, "y_true": truth[eval_idx], "y_pred": y_pred,
+        "chrom": rows["chrom"], "fold": fold.name, "y_true": truth[eval_idx],
     })
-    if scores:
-        table["y_score"] = np.mean(scores, axis=0)
-    if probas:
-        table["proba"] = np.mean(probas, axis=0)
-    fixed = (rows["fold"] == "test").to_numpy() | ((rows["fold"] == "holdout") & (rows["role"] == "test")).to_numpy()
-    holdout = (rows["fold"] == "holdout").to_numpy()
-    oof, test = table[~fixed & ~holdout], table[fixed]
-    if holdout.any() and not fixed.any():
-        test = table
-    scored = test if holdout.any() else oof
-    metrics = evaluate(scored["y_true"].to_numpy(), scored["y_pred"].to_numpy(), binary=task == "binary")
+    is_oof, is_test, scored = _fold_parts(rows)
+    seeds = seed_values(options)
+    shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)  # the same rows for every model
+    per_seed: list[dict[str, np.ndarray]] = []
+    imps: list[dict] = []
+    shaps: list[np.ndarray] = []
+    for seed in seeds:
+        t0 = time.perf_counter()
+        outputs: dict[str, list[np.ndarray]] = {"y_pred": [], "y_score": [], "proba": []}
+        for j, (tr, va) in enumerate(members):
+            model = model_cls(params, task, seed)
+            model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
+            outputs["y_pred"].append(np.asarray(model.predict(test_data), dtype=np.float64))
+            if hasattr(model, "predict_score"):
+                outputs["y_score"].append(np.asarray(model.predict_score(test_data), dtype=np.float64))
+            if hasattr(model, "predict_proba"):
+                outputs["proba"].append(np.asarray(model.predict_proba(test_data), dtype=np.float64))
+            if hasattr(model, "importance"):
+                imps.append(model.importance())
+            if hasattr(model, "contributions") and options.shap_rows > 0:
+                sample = FoldData(X=test_data.X[shap_idx], y=None, rows=test_data.rows.iloc[shap_idx].reset_index(drop=True),
+                                  feature_names=test_data.feature_names)
+                shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
+            model.save(run_dir / "models" / model_dir_name(fold.name, seed if len(seeds) > 1 else None,
+                                                           j if len(members) > 1 else None))
+        per_seed.append({k: np.mean(v, axis=0) for k, v in outputs.items() if v})  # the inner models' mean
+        if seed_done is not None:
+            y_pred = per_seed[-1]["y_pred"]
+            seed_done(fold, seed, evaluate(base["y_true"].to_numpy()[scored], y_pred[scored], binary=task == "binary"),
+                      time.perf_counter() - t0)
+    table = base.assign(**{k: np.mean([p[k] for p in per_seed], axis=0) for k in per_seed[0]})  # the seeds' mean
+    oof, test = table[is_oof], table[is_test]
+    metrics = evaluate(table["y_true"].to_numpy()[scored], table["y_pred"].to_numpy()[scored], binary=task == "binary")
+    seed_tables = {}
+    if len(seeds) > 1:
+        for seed, preds in zip(seeds, per_seed, strict=True):
+            t = base.assign(y_pred=preds["y_pred"])
+            seed_tables[seed] = (t[is_oof], t[is_test])
     imp = None
     if imps:
         merged: dict[str, float] = {}
@@ -440,7 +485,6 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         imp = pd.DataFrame({"fold": fold.name, "feature": list(merged), "gain": list(merged.values())})
     shap = None
     if shaps:
-        shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)
         rows = rows.iloc[shap_idx].reset_index(drop=True)
         contrib = np.mean(shaps, axis=0)
         names = [*test_data.feature_names, "bias"] if contrib.shape[1] == len(test_data.feature_names) + 1 else [f"c{i}" for i in range(contrib.shape[1])]
@@ -448,7 +492,25 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         shap.insert(0, "fold", fold.name)
         shap.insert(0, "cell_line", rows["cell_line"].to_numpy())
         shap.insert(0, "gene_id", rows["gene_id"].to_numpy())
-    return oof, test, imp, shap, metrics
+    return oof, test, imp, shap, metrics, seed_tables
+
+
+def model_dir_name(fold: str, seed: int | None, inner: int | None) -> str:
+    """``fold_NAME[_seedS][_innerJ]``: the seed part only with several seeds, the inner part only
+    with inner folds (``epx predict`` groups directories by outer fold on these suffixes)."""
+    return f"fold_{fold}" + (f"_seed{seed}" if seed is not None else "") + (f"_inner{inner}" if inner is not None else "")
+
+
+def _fold_parts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Masks over a fold's predicted rows: out-of-fold rows, test rows, and the rows its metrics score.
+
+    Held-out test rows (fold ``test``, or a holdout's ``test`` role) are test rows; a holdout split
+    without them is tested, and scored, on all its predicted (validation) rows."""
+    fixed = (rows["fold"] == "test").to_numpy() | ((rows["fold"] == "holdout") & (rows["role"] == "test")).to_numpy()
+    holdout = (rows["fold"] == "holdout").to_numpy()
+    is_oof = ~fixed & ~holdout
+    is_test = np.ones(len(rows), dtype=bool) if holdout.any() and not fixed.any() else fixed
+    return is_oof, is_test, is_test if holdout.any() else is_oof
 
 
 def _shap_sample(n: int, k: int, seed: int) -> np.ndarray:
@@ -474,7 +536,8 @@ def _average_test(parts: list[pd.DataFrame]) -> pd.DataFrame:
     return out
 
 
-def _summarise(fold_metrics: list[dict], oof: pd.DataFrame, test: pd.DataFrame, task: str) -> dict[str, Any]:
+def _overall(oof: pd.DataFrame, test: pd.DataFrame, task: str) -> dict[str, Any]:
+    """Metrics of the out-of-fold and test predictions, over all rows and per cell line."""
     binary = task == "binary"
     overall: dict[str, Any] = {}
     for name, table in (("oof", oof), ("test", test)):
@@ -482,10 +545,43 @@ def _summarise(fold_metrics: list[dict], oof: pd.DataFrame, test: pd.DataFrame, 
             continue
         per_cell = {c: evaluate(t["y_true"].to_numpy(), t["y_pred"].to_numpy(), binary) for c, t in table.groupby("cell_line", sort=False)}
         overall[name] = {"all": evaluate(table["y_true"].to_numpy(), table["y_pred"].to_numpy(), binary), "by_cell_line": per_cell}
+    return overall
+
+
+def _summarise(fold_metrics: list[dict], oof: pd.DataFrame, test: pd.DataFrame, task: str) -> dict[str, Any]:
     keys = [k for k in (fold_metrics[0] if fold_metrics else {}) if k not in ("fold", "n")]
-    stats = {}
-    for k in keys:
-        vals = np.array([m[k] for m in fold_metrics], dtype=np.float64)
-        vals = vals[np.isfinite(vals)]
-        stats[k] = {"mean": float(vals.mean()) if vals.size else None, "sd": float(vals.std(ddof=1)) if vals.size > 1 else None}
-    return {"task": task, "folds": fold_metrics, "fold_mean_sd": stats, "overall": overall}
+    stats = {k: mean_sd([m[k] for m in fold_metrics]) for k in keys}
+    return {"task": task, "folds": fold_metrics, "fold_mean_sd": stats, "overall": _overall(oof, test, task)}
+
+
+def _seed_results(parts: dict[int, dict[str, list[pd.DataFrame]]], task: str) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """Each seed's predictions as one long table (gene_id, cell_line, fold, part, seed, y_pred; test
+    rows averaged over folds per seed) and the spread of each metric across seeds: per part, over
+    all rows and per cell line, ``{"mean", "sd", "values"}`` (one value per seed)."""
+    frames, overall = [], {}
+    for seed, p in parts.items():
+        oof = pd.concat(p["oof"], ignore_index=True)
+        test = _average_test(p["test"])
+        overall[seed] = _overall(oof, test, task)
+        for part, table in (("oof", oof), ("test", test)):
+            frames.append(pd.DataFrame({"gene_id": table["gene_id"].to_numpy(), "cell_line": table["cell_line"].to_numpy(),
+                                        "fold": table["fold"].to_numpy(), "part": part, "seed": seed,
+                                        "y_pred": table["y_pred"].to_numpy(np.float64)}))
+    seeds = list(parts)
+
+    def spread(get: Callable[[dict], dict[str, float]]) -> dict[str, Any]:
+        per_seed = [get(overall[s]) for s in seeds]
+        names = [k for k in per_seed[0] if k != "n"]
+        return {k: {**mean_sd([m[k] for m in per_seed]), "values": [_finite_or_none(m[k]) for m in per_seed]}
+                for k in names}
+
+    block: dict[str, Any] = {"seeds": seeds}
+    for part, first in overall[seeds[0]].items():
+        block[part] = {"all": spread(lambda o, part=part: o[part]["all"]),
+                       "by_cell_line": {cell: spread(lambda o, part=part, cell=cell: o[part]["by_cell_line"][cell])
+                                        for cell in first["by_cell_line"]}}
+    return pd.concat(frames, ignore_index=True), block
+
+
+def _finite_or_none(v: float) -> float | None:
+    return float(v) if np.isfinite(v) else None
