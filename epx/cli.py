@@ -236,7 +236,8 @@ def models(
             rows.append([e.name, f"{e.distribution} {e.version}", "-", "-", f"[red]failed to load: {e.error}[/red]"])
     if not rows:
         console.warn("no model plugins are installed (pip install a package providing 'epx.models' entry points)")
-    console.table("Installed models", ["name", "distribution", "input", "tasks", "description"], rows)
+    console.table("Installed models", ["name", "distribution", "input", "tasks", "description"], rows,
+                  no_wrap=("name", "input"))
 
 
 # -- epx check ----------------------------------------------------------------------------------

@@ -86,13 +86,13 @@ def progress(enabled: bool = True):
     )
 
 
-def table(title: str | None, columns: list[str], rows: list[list[object]]) -> None:
-    """Print a rich table of plain values to stdout."""
+def table(title: str | None, columns: list[str], rows: list[list[object]], no_wrap: tuple[str, ...] = ()) -> None:
+    """Print a rich table of plain values to stdout; ``no_wrap`` columns are never broken."""
     from rich.table import Table
 
     t = Table(title=title, title_justify="left")
     for c in columns:
-        t.add_column(c, overflow="fold")
+        t.add_column(c, overflow="fold", no_wrap=c in no_wrap)
     for r in rows:
         t.add_row(*[("" if v is None else str(v)) for v in r])
     stdout().print(t)

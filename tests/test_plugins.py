@@ -61,7 +61,8 @@ def test_broken_plugin_is_listed_not_fatal(tmp_path):
     assert "not an epx ModelSpec" in entries["notaspec"]["error"]
     assert "unknown input kind 'images'" in entries["badkind"]["error"]
     assert entries["crash"]["distribution"] == "epx-broken"
-    table = subprocess.run([sys.executable, "-m", "epx.cli", "models"], capture_output=True, text=True, env=env)
+    table = subprocess.run([sys.executable, "-m", "epx.cli", "models"], capture_output=True, text=True,
+                           env={**env, "COLUMNS": "200"})  # one line per model: the message is not wrapped
     assert table.returncode == 0 and "failed to load" in table.stdout
     used = subprocess.run([sys.executable, "-m", "epx.cli", "models", "crash"], capture_output=True, text=True, env=env)
     assert used.returncode == 2 and "failed to load" in used.stderr

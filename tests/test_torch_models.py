@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -61,9 +60,9 @@ def test_binned_view_reads_rows_in_any_order(demo_dataset):
 
 
 def test_train_on_a_subset_of_assays_and_predict_checks_them(demo_dataset, run, tmp_path):
-    from epx.models.contract import FoldData
-    from epx.train import _Inputs, SplitOptions, resolve_split  # noqa: F401 - the core's own view
     from epx.dataset import BinnedRows, load_dataset
+    from epx.models.contract import FoldData
+    from epx.train import SplitOptions, _Inputs, resolve_split  # noqa: F401 - the core's own view
 
     ds = load_dataset(demo_dataset)
     split, _ = resolve_split(ds, SplitOptions(scheme="holdout", valid_chroms=["chr2"], test_chroms=["chr1"]), ["X1"], [])
@@ -173,8 +172,9 @@ class MLPModel(TorchModel):
 
 def test_a_third_party_torch_model_is_a_trunk_and_a_spec(tmp_path, monkeypatch):
     """docs/plugins.md's promise: a module of a few lines plus a spec passes the conformance checks."""
-    from epx.models.testing import check_model
     from epx_torch.spec import torch_spec
+
+    from epx.models.testing import check_model
 
     (tmp_path / "my_mlp.py").write_text(THIRD_PARTY)
     monkeypatch.syspath_prepend(str(tmp_path))
