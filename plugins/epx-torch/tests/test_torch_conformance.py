@@ -17,13 +17,16 @@ SMALL = {
     "bilstm-attn": {"lstm_hidden": 8, "mark_hidden": 4},
     "bilstm-transformer": {"lstm_hidden": 8, "d_model": 16, "heads": 2, "layers": 1},
     "hybrid": {"lstm_hidden": 8, "mark_hidden": 4, "d_model": 16, "heads": 2, "layers": 1},
-    "transformer": {"channels": 4, "d_model": 8, "heads": 1, "layers": 1, "ff": 16, "pool": 5},
+    "transformer": {"channels": 4, "d_model": 8, "heads": 1, "layers": 1, "ff": 16, "pool": 2, "batch_size": 64},
 }
+# On 240 rows of white noise with the signal in four bins the transformer memorises the noise
+# (train loss 0.13, valid 0.93, measured): attention over positions needs more rows to find them.
+ROWS = {"transformer": 800}
 
 
 @pytest.mark.parametrize("name", sorted(SMALL))
 def test_model_conforms(name, tmp_path):
     spec = get_spec(name)
-    params = {**spec.params, **SMALL[name], "max_epochs": 12, "patience": 4, "batch_size": 32, "lr": 3e-3,
-              "verbose": False}
-    check_model(dataclasses.replace(spec, params=params), tmp_path, n=240, min_spearman=0.3)
+    params = {**spec.params, "max_epochs": 12, "patience": 4, "batch_size": 32, "lr": 3e-3, "verbose": False,
+              **SMALL[name]}
+    check_model(dataclasses.replace(spec, params=params), tmp_path, n=ROWS.get(name, 240), min_spearman=0.3)

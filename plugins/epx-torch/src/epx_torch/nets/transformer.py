@@ -33,7 +33,7 @@ class TransformerTrunk(nn.Module):
                                  ResidualBlock(channels), nn.MaxPool1d(self.pool) if self.pool > 1 else nn.Identity())
         positions = n_bins // self.pool
         self.project = nn.Linear(channels, d_model)
-        self.position = nn.Parameter(torch.zeros(1, positions, d_model))
+        self.position = nn.Parameter(torch.randn(1, positions, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, batch_first=True, norm_first=True)
         self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
         self.query = nn.Parameter(torch.randn(1, 1, d_model) * 0.02)
