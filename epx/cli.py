@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 
 from epx._version import __version__
 from epx.choices import (
+    ABLATION_MODES,
     BUILDS,
     REPORT_FORMATS,
     STACK_RULES,
@@ -486,6 +487,65 @@ def train(
         assays=list(dict.fromkeys(_split_list(assays))))
     summary = run_train(dataset, output, options, split_opts, force=force)
     _print_metrics(summary, f"{model} on {dataset}")
+    console.info(f"wrote {output}")
+
+
+def _complete_ablation_mode(incomplete: str) -> list[str]:
+    from epx.completion import _complete_from
+
+    return _complete_from(list(ABLATION_MODES), incomplete)
+
+
+@app.command(short_help="Which assays predict best: train on subsets.")
+def ablate(
+    dataset: _Dataset,
+    model: _Model,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Ablation directory to write.")],
+    modes: Annotated[list[str] | None, typer.Option("--assays", metavar=_choices(ABLATION_MODES), help="Assay subsets to train on, a comma list or repeated: each (every assay alone), leave-one-out (all but one), all. Default: each,all.", autocompletion=_complete_ablation_mode)] = None,
+    split_file: _SplitFile = None,
+    split_subset: _SplitSubset = False,
+    loco: _Loco = False,
+    chr_kfold: _ChrKfold = None,
+    holdout: _Holdout = None,
+    random: _Random = None,
+    test: _Test = None,
+    train_cells: _TrainCells = None,
+    predict_cells: _TestCells = None,
+    predict_cells_old: _TestCellsOld = None,
+    target: _TargetOpt = None,
+    param: _Param = None,
+    config: _Config = None,
+    seed: _Seed = 0,
+    seeds: Annotated[int, typer.Option("--seeds", min=1, metavar="K", help="Train each fold with K seeds (as epx train --seeds).")] = 1,
+    n_boot: Annotated[int, typer.Option("--bootstrap", min=100, metavar="N", help="Bootstrap resamples over genes for the intervals.")] = 1000,
+    force: _Force = False,
+) -> None:
+    """Train the same model on each assay alone, on all but one and on all, under one split
+    (written once as DIR/split.tsv), and rank them per cell line: DIR/leaderboard.tsv and
+    DIR/leaderboard.png, with epx report's 95% bootstrap intervals and paired differences
+    against all. Each variant is a run in DIR/runs/."""
+    from epx import console
+    from epx.ablate import ablate as run_ablate
+    from epx.ablate import parse_modes
+    from epx.report import PRIMARY, wide
+    from epx.train import TrainOptions
+
+    chosen = parse_modes(modes or [])
+    extra = {"shap_rows": 0}  # SHAP is not what an ablation asks
+    if hasattr(TrainOptions, "seeds"):
+        extra["seeds"] = seeds
+    elif seeds != 1:
+        raise EpxError("--seeds needs epx train --seeds, which this epx does not have; leave it out")
+    options, split_opts = _training(
+        model=model, split_file=split_file, split_subset=split_subset, loco=loco, chr_kfold=chr_kfold, holdout=holdout,
+        random=random, test=test, train_cells=train_cells, predict_cells=predict_cells, predict_cells_old=predict_cells_old,
+        target=target, param=param, config=config, seed=seed, **extra)
+    result = run_ablate(dataset, output, options, split_opts, modes=chosen, force=force, n_boot=n_boot)
+    board = result["board"]
+    header, rows = wide(board[board["metric"] == PRIMARY])  # every metric is in DIR/leaderboard.tsv
+    header = ["variant" if h == "entry" else h for h in header]
+    console.table(f"Ablation of {model} on {dataset}: 95% intervals from {n_boot} bootstrap resamples of genes; "
+                  f"ref = {result['reference'] or 'the best variant'}", header, rows)
     console.info(f"wrote {output}")
 
 
