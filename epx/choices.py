@@ -15,6 +15,8 @@ TssMode = Literal["one-sided", "both"]
 Build = Literal["hg19", "hg38"]
 ReportFormat = Literal["table", "md", "tsv", "json"]
 
+ABLATION_MODES: tuple[str, ...] = ("each", "leave-one-out", "all")  # epx ablate --assays, a comma list
+
 TARGETS: tuple[str, ...] = get_args(Target)
 STACK_RULES: tuple[str, ...] = get_args(StackRule)
 TSS_MODES: tuple[str, ...] = get_args(TssMode)

@@ -18,6 +18,7 @@ from typer.exceptions import TyperException
 
 from epx._version import __version__
 from epx.choices import (
+    ABLATION_MODES,
     BUILDS,
     REPORT_FORMATS,
     STACK_RULES,
@@ -397,46 +398,44 @@ def featurize(
     console.info(f"wrote {output}")
 
 
-# -- epx train ----------------------------------------------------------------------------------
+# -- epx train / epx ablate ---------------------------------------------------------------------
+# The options both commands take, declared once; _training() turns them into the trainer's options.
+
+_Dataset = Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset directory (epx featurize or epx import).")]
+_Model = Annotated[str, typer.Option("--model", metavar="NAME", help="Model plugin name (see epx models).", autocompletion=complete_model)]
+_SplitFile = Annotated[Path | None, typer.Option("--split", metavar="FILE", help="A split table from epx split.")]
+_SplitSubset = Annotated[bool, typer.Option("--split-subset", help="Allow a --split file covering only some of the dataset's genes (train and predict on those).")]
+_Loco = Annotated[bool, typer.Option("--loco", help="Leave one chromosome out.")]
+_ChrKfold = Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes.")]
+_Holdout = Annotated[str | None, typer.Option("--holdout", metavar="CHROMS", help="Validation chromosomes (holdout protocol).", autocompletion=complete_chroms)]
+_Random = Annotated[int | None, typer.Option("--random", metavar="K", help="K random gene-level folds (positional leakage inflates scores).")]
+_Test = Annotated[str | None, typer.Option("--test", metavar="CHROMS", help="Held-out test chromosomes, predicted by every fold.", autocompletion=complete_chroms)]
+_TrainCells = Annotated[list[str] | None, typer.Option("--train-cells", metavar="CELLS", help="Cell lines to train on.", autocompletion=complete_cell)]
+_TestCells = Annotated[list[str] | None, typer.Option("--test-cells", metavar="CELLS", help="Unseen cell lines to predict (and evaluate when labelled).", autocompletion=complete_cell)]
+_TestCellsOld = Annotated[list[str] | None, typer.Option("--predict-cells", hidden=True, help="Old name of --test-cells.", autocompletion=complete_cell)]
+_TargetOpt = Annotated[Target | None, typer.Option("--target", metavar=_choices(TARGETS), help="What to predict (default: rank if the model supports it).")]
+_Param = Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help="Model parameter; repeatable.", autocompletion=complete_param)]
+_Config = Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML or YAML file of model parameters.")]
+_Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")]
+_Seeds = Annotated[int, typer.Option("--seeds", metavar="K", help="Train each fold with K seeds (seed, seed+1, ...); predictions are the seed-averaged ensemble.")]
+_Force = Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")]
 
 
-@app.command(short_help="Cross-validate a model; write a run.")
-def train(
-    dataset: Annotated[Path, typer.Argument(metavar="DATASET", help="Dataset directory (epx featurize or epx import).")],
-    model: Annotated[str, typer.Option("--model", metavar="NAME", help="Model plugin name (see epx models).", autocompletion=complete_model)],
-    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Run directory to write.")],
-    split_file: Annotated[Path | None, typer.Option("--split", metavar="FILE", help="A split table from epx split.")] = None,
-    split_subset: Annotated[bool, typer.Option("--split-subset", help="Allow a --split file covering only some of the dataset's genes (train and predict on those).")] = False,
-    loco: Annotated[bool, typer.Option("--loco", help="Leave one chromosome out.")] = False,
-    chr_kfold: Annotated[int | None, typer.Option("--chr-kfold", metavar="K", help="K folds of whole chromosomes.")] = None,
-    holdout: Annotated[str | None, typer.Option("--holdout", metavar="CHROMS", help="Validation chromosomes (holdout protocol).", autocompletion=complete_chroms)] = None,
-    random: Annotated[int | None, typer.Option("--random", metavar="K", help="K random gene-level folds (positional leakage inflates scores).")] = None,
-    test: Annotated[str | None, typer.Option("--test", metavar="CHROMS", help="Held-out test chromosomes, predicted by every fold.", autocompletion=complete_chroms)] = None,
-    train_cells: Annotated[list[str] | None, typer.Option("--train-cells", metavar="CELLS", help="Cell lines to train on.", autocompletion=complete_cell)] = None,
-    predict_cells: Annotated[list[str] | None, typer.Option("--test-cells", metavar="CELLS", help="Unseen cell lines to predict (and evaluate when labelled).", autocompletion=complete_cell)] = None,
-    predict_cells_old: Annotated[list[str] | None, typer.Option("--predict-cells", hidden=True, help="Old name of --test-cells.", autocompletion=complete_cell)] = None,
-    target: Annotated[Target | None, typer.Option("--target", metavar=_choices(TARGETS), help="What to predict (default: rank if the model supports it).")] = None,
-    param: Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help="Model parameter; repeatable.", autocompletion=complete_param)] = None,
-    config: Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML or YAML file of model parameters.")] = None,
-    inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
-    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")] = 0,
-    seeds: Annotated[int, typer.Option("--seeds", metavar="K", help="Train each fold with K seeds (seed, seed+1, ...); predictions are the seed-averaged ensemble.")] = 1,
-    shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
-    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
-) -> None:
-    """Train a model with chromosome-aware cross-validation and write a run directory."""
+def _training(*, model: str, split_file: Path | None, split_subset: bool, loco: bool, chr_kfold: int | None,
+              holdout: str | None, random: int | None, test: str | None, train_cells: list[str] | None,
+              predict_cells: list[str] | None, predict_cells_old: list[str] | None, target: str | None,
+              param: list[str] | None, config: Path | None, seed: int, **extra):  # type: ignore[no-untyped-def]
+    """The trainer's (TrainOptions, SplitOptions) from the options train and ablate share; ``extra``
+    goes to TrainOptions as it is (inner_k, shap_rows, assays, ...)."""
     from epx import console
     from epx.errors import SplitError
     from epx.io.chroms import parse_chrom_list
     from epx.models.plugins import parse_param_options, read_param_config
     from epx.train import SplitOptions, TrainOptions
-    from epx.train import train as run_train
 
     chosen = [n for n, v in (("--split", split_file), ("--loco", loco), ("--chr-kfold", chr_kfold), ("--holdout", holdout), ("--random", random)) if v]
     if len(chosen) > 1:
         raise SplitError(f"choose one of --split, --loco, --chr-kfold, --holdout, --random (got {', '.join(chosen)})")
-    if inner is not None and inner[0] != "chr-kfold":
-        raise SplitError(f"--inner supports chr-kfold K (inner folds are whole chromosomes), got {inner[0]!r}")
     overrides = dict(read_param_config(config, model)) if config else {}
     overrides.update(parse_param_options(param or []))
     scheme = {"--loco": "loco", "--chr-kfold": "chr-kfold", "--holdout": "holdout", "--random": "random"}.get(chosen[0]) if chosen and chosen[0] != "--split" else None
@@ -444,15 +443,107 @@ def train(
         from epx.split import RANDOM_WARNING
 
         console.warn(RANDOM_WARNING)
-    predict_cells = _alias_list(predict_cells, predict_cells_old)
     split_opts = SplitOptions(file=split_file, scheme=scheme, k=chr_kfold or random,
                               valid_chroms=parse_chrom_list(holdout) if holdout else [],
                               test_chroms=parse_chrom_list(test) if test else [], seed=seed, allow_subset=split_subset)
     options = TrainOptions(model=model, target=target, params=overrides, train_cells=_split_list(train_cells),
-                           predict_cells=_split_list(predict_cells), inner_k=inner[1] if inner else None, seed=seed, seeds=seeds,
-                           shap_rows=shap_rows)
+                           predict_cells=_split_list(_alias_list(predict_cells, predict_cells_old)), seed=seed, **extra)
+    return options, split_opts
+
+
+@app.command(short_help="Cross-validate a model; write a run.")
+def train(
+    dataset: _Dataset,
+    model: _Model,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Run directory to write.")],
+    split_file: _SplitFile = None,
+    split_subset: _SplitSubset = False,
+    loco: _Loco = False,
+    chr_kfold: _ChrKfold = None,
+    holdout: _Holdout = None,
+    random: _Random = None,
+    test: _Test = None,
+    train_cells: _TrainCells = None,
+    predict_cells: _TestCells = None,
+    predict_cells_old: _TestCellsOld = None,
+    assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Train on these assays only, e.g. H3K4me3,H3K27ac (binned models: their tracks; tabular: their own features, cross-mark ones left out).", autocompletion=complete_assay)] = None,
+    target: _TargetOpt = None,
+    param: _Param = None,
+    config: _Config = None,
+    inner: Annotated[tuple[str, int] | None, typer.Option("--inner", metavar="chr-kfold K", help="Nested CV: K inner chr-kfold models per outer fold (early stopping), averaged.")] = None,
+    seed: _Seed = 0,
+    seeds: _Seeds = 1,
+    shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
+    force: _Force = False,
+) -> None:
+    """Train a model with chromosome-aware cross-validation and write a run directory."""
+    from epx import console
+    from epx.errors import SplitError
+    from epx.train import train as run_train
+
+    if inner is not None and inner[0] != "chr-kfold":
+        raise SplitError(f"--inner supports chr-kfold K (inner folds are whole chromosomes), got {inner[0]!r}")
+    options, split_opts = _training(
+        model=model, split_file=split_file, split_subset=split_subset, loco=loco, chr_kfold=chr_kfold, holdout=holdout,
+        random=random, test=test, train_cells=train_cells, predict_cells=predict_cells, predict_cells_old=predict_cells_old,
+        target=target, param=param, config=config, seed=seed, seeds=seeds, inner_k=inner[1] if inner else None, shap_rows=shap_rows,
+        assays=list(dict.fromkeys(_split_list(assays))))
     summary = run_train(dataset, output, options, split_opts, force=force)
     _print_metrics(summary, f"{model} on {dataset}")
+    console.info(f"wrote {output}")
+
+
+def _complete_ablation_mode(incomplete: str) -> list[str]:
+    from epx.completion import _complete_from
+
+    return _complete_from(list(ABLATION_MODES), incomplete)
+
+
+@app.command(short_help="Which assays predict best: train on subsets.")
+def ablate(
+    dataset: _Dataset,
+    model: _Model,
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Ablation directory to write.")],
+    modes: Annotated[list[str] | None, typer.Option("--assays", metavar=_choices(ABLATION_MODES), help="Assay subsets to train on, a comma list or repeated: each (every assay alone), leave-one-out (all but one), all. Default: each,all.", autocompletion=_complete_ablation_mode)] = None,
+    split_file: _SplitFile = None,
+    split_subset: _SplitSubset = False,
+    loco: _Loco = False,
+    chr_kfold: _ChrKfold = None,
+    holdout: _Holdout = None,
+    random: _Random = None,
+    test: _Test = None,
+    train_cells: _TrainCells = None,
+    predict_cells: _TestCells = None,
+    predict_cells_old: _TestCellsOld = None,
+    target: _TargetOpt = None,
+    param: _Param = None,
+    config: _Config = None,
+    seed: _Seed = 0,
+    seeds: _Seeds = 1,
+    n_boot: Annotated[int, typer.Option("--bootstrap", min=100, metavar="N", help="Bootstrap resamples over genes for the intervals.")] = 1000,
+    force: _Force = False,
+) -> None:
+    """Train the same model on each assay alone, on all but one and on all, under one split
+    (written once as DIR/split.tsv), and rank them per cell line: DIR/leaderboard.tsv and
+    DIR/leaderboard.png, with epx report's 95% bootstrap intervals and paired differences
+    against all. Each variant is a run in DIR/runs/."""
+    from epx import console
+    from epx.ablate import ablate as run_ablate
+    from epx.ablate import parse_modes
+    from epx.report import PRIMARY, wide
+
+    chosen = parse_modes(modes or [])
+    extra = {"shap_rows": 0, "seeds": seeds}  # SHAP is not what an ablation asks
+    options, split_opts = _training(
+        model=model, split_file=split_file, split_subset=split_subset, loco=loco, chr_kfold=chr_kfold, holdout=holdout,
+        random=random, test=test, train_cells=train_cells, predict_cells=predict_cells, predict_cells_old=predict_cells_old,
+        target=target, param=param, config=config, seed=seed, **extra)
+    result = run_ablate(dataset, output, options, split_opts, modes=chosen, force=force, n_boot=n_boot)
+    board = result["board"]
+    header, rows = wide(board[board["metric"] == PRIMARY])  # every metric is in DIR/leaderboard.tsv
+    header = ["variant" if h == "entry" else h for h in header]
+    console.table(f"Ablation of {model} on {dataset}: 95% intervals from {n_boot} bootstrap resamples of genes; "
+                  f"ref = {result['reference'] or 'the best variant'}", header, rows)
     console.info(f"wrote {output}")
 
 

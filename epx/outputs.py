@@ -7,7 +7,8 @@ Three promises every command that writes keeps:
   ``.epx-output.json``, naming their kind and every path epx put there; anything else inside (a
   user's ``analysis.R``, a ``labels/`` folder) makes ``--force`` refuse, naming the first such
   path. Nested epx outputs (a dataset inside a demo study, a split table, a submission zip, a plot)
-  count as epx's own. Single files are recognised by their content (a split table's header, a
+  count as epx's own. An output that writes others inside itself while it is being built (an
+  ablation's runs) lists their files in its own marker: they are its own paths, replaced with it. Single files are recognised by their content (a split table's header, a
   submission zip's one member, a PNG's ``Software: epx`` tag).
 * **One writer at a time.** The output is locked (``filelock``) from the check to the rename; a
   second command writing the same output fails at once. The rename never replaces an output that
@@ -43,6 +44,7 @@ DIR_KINDS = {
     "stack": "a stack (epx stack)",
     "demo": "a demo study (epx demo)",
     "prediction": "predictions (epx predict)",
+    "ablation": "an ablation (epx ablate)",
 }
 SPLIT_HEADER = "gene_id\tcell_line\tchrom\tfold\trole"  # == "\t".join(epx.split.SPLIT_COLUMNS), tested
 PNG_SOFTWARE = "epx"
@@ -156,7 +158,8 @@ def first_foreign(directory: Path) -> Path | None:
     """The first path in an epx output directory that epx did not put there, or None.
 
     Strict on purpose: another epx output nested inside (a run written into a demo study, a
-    submission zip in a stack) is not this output's to delete either."""
+    submission zip in a stack) is not this output's to delete either, unless this output's marker
+    lists it: outputs built inside it before it was marked (an ablation's runs) are its own."""
     marker = read_marker(directory)
     if marker is None:
         return next(iter(sorted(directory.iterdir())), directory)
