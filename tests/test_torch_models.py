@@ -182,3 +182,13 @@ def test_a_third_party_torch_model_is_a_trunk_and_a_spec(tmp_path, monkeypatch):
                       trainer={"max_epochs": 15, "patience": 5, "batch_size": 32, "verbose": False})
     check_model(spec, tmp_path / "out", n=240)
     assert len(THIRD_PARTY.splitlines()) < 30
+
+
+def test_predict_refuses_another_bin_geometry(cnn_run, demo_study, run, tmp_path):
+    run_dir, _ = cnn_run
+    ds = tmp_path / "coarse"
+    assert run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
+               "--cells", "X3", "--bins", "50", "--bin-size", "200", "-o", ds, "--workers", "1").exit_code == 0
+    result = run("predict", run_dir, ds, "-o", tmp_path / "out")
+    assert result.exit_code == 2 and "--bins 50" in result.stderr and "featurize the new data with --bins 100" in result.stderr
+    assert not (tmp_path / "out").exists()
