@@ -43,6 +43,7 @@ DIR_KINDS = {
     "stack": "a stack (epx stack)",
     "demo": "a demo study (epx demo)",
     "prediction": "predictions (epx predict)",
+    "explanation": "an explanation (epx explain)",
 }
 SPLIT_HEADER = "gene_id\tcell_line\tchrom\tfold\trole"  # == "\t".join(epx.split.SPLIT_COLUMNS), tested
 PNG_SOFTWARE = "epx"
