@@ -12,7 +12,8 @@ rows), through the optional model hooks:
 * ``saliency(data) -> (rows, assays, bins)``: input x gradient per mark and bin (epx-torch computes
   it with Captum), asked when the model has no attention or no mark-level attention.
 
-Every fold model's weights are averaged (their mean, as the run's test predictions are). Rows are
+A test row's weights are the mean over every fold model (as its prediction in ``test.parquet``
+is), an out-of-fold row's the mean over the models of the fold that predicted it. Rows are
 grouped by the run's ``y_true``: ``expressed``/``silent`` for 0/1 targets, above / at or below the
 cell line's median otherwise (``unlabelled`` without one). The explanation directory::
 
@@ -27,6 +28,7 @@ cell line's median otherwise (``unlabelled`` without one). The explanation direc
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,6 +38,7 @@ import pandas as pd
 
 from epx.dataset import read_parquet_file
 from epx.errors import DatasetError, EpxError, InputFileError, PluginError
+from epx.models.contract import FoldData
 
 DEFAULT_ROWS = 500
 GROUPS = ("expressed", "silent")
@@ -142,7 +145,10 @@ def explain_binned(run_dir: str | Path, output: str | Path, *, rows: int = DEFAU
     ds_path = _dataset_path(run_dir, config, dataset)
     refuse_overlap(output, [run_dir, ds_path])
     check_output(output, force, "explanation")
-    members = [m for group in _fold_members(run_dir).values() for m in group]
+    folds: dict[str, list[Path]] = {}
+    for key, dirs in _fold_members(run_dir).items():
+        folds.setdefault(outer_fold(key), []).extend(dirs)
+    members = [m for dirs in folds.values() for m in dirs]
     spec = run_spec(run_dir, config)
     ds = load_dataset(ds_path)
     check_compatible(run_dir, config, ds)
@@ -158,18 +164,29 @@ def explain_binned(run_dir: str | Path, output: str | Path, *, rows: int = DEFAU
     inputs = _RowInputs(ds, table, config, _normalisation_basis(run_dir, ds))
     shape = Shape(len(table), list(inputs.names), int(inputs.view.shape[2]))
     model_cls = spec.load_class()
+    # out-of-fold rows are explained by the models of the fold that predicted them; test rows
+    # (and rows of a fold without models) by every fold model, as test.parquet averages them
+    row_fold = table["fold"].to_numpy()
+    by_all = ~np.isin(row_fold, list(folds))
     sums: dict[str, np.ndarray] = {}
+    counts = np.zeros(shape.n)
     with console.progress(progress) as bar:
         task = bar.add_task(f"explain with {len(members)} fold model(s)", total=len(members))
-        for member in members:
-            got = model_weights(_load_model(model_cls, member), inputs, shape, spec.name)
-            if sums and set(got) != set(sums):
-                raise PluginError(f"this fold model reports {', '.join(sorted(got))}, the first one "
-                                  f"{', '.join(sorted(sums))}; all fold models of a run must report the same", path=member)
-            for name, arr in got.items():
-                sums[name] = sums[name] + arr if name in sums else arr.astype(np.float64)
-            bar.advance(task)
-    means = {name: (s / len(members)).astype(np.float32) for name, s in sums.items()}
+        for fold, dirs in folds.items():
+            idx = np.flatnonzero((row_fold == fold) | by_all)
+            chunks = _chunks(inputs.view, table, idx, shape.assays)
+            for member in dirs:
+                got = model_weights(_load_model(model_cls, member), chunks, shape, spec.name) if len(idx) else {}
+                if sums and got and set(got) != set(sums):
+                    raise PluginError(f"this fold model reports {', '.join(sorted(got))}, another one "
+                                      f"{', '.join(sorted(sums))}; all fold models of a run must report the same",
+                                      path=member)
+                for name, arr in got.items():
+                    sums.setdefault(name, np.zeros((shape.n, *arr.shape[1:])))[idx] += arr
+                counts[idx] += 1
+                bar.advance(task)
+    means = {name: (total / counts.reshape(-1, *[1] * (total.ndim - 1))).astype(np.float32)
+             for name, total in sums.items()}
     views = Views.of(means, shape, spec.name)
     geometry = config.get("geometry") or dataset_geometry(ds.meta)
     bp = _bin_bp(geometry, shape.n_bins)
@@ -186,7 +203,7 @@ def explain_binned(run_dir: str | Path, output: str | Path, *, rows: int = DEFAU
             "dataset": str(ds_path.resolve()), "model": config.get("model"), "target": config.get("target"),
             "rows": shape.n, "rows_from": table.attrs["source"], "groups": table.attrs["groups"],
             "group_counts": {str(g): int(c) for g, c in table["group"].value_counts().items()},
-            "models": [m.name for m in members], "kinds": sorted(means),
+            "models": {fold: [m.name for m in dirs] for fold, dirs in folds.items()}, "kinds": sorted(means),
             "bins_png": views.bins_what, "marks_png": views.marks_what, "geometry": geometry,
         }, indent=2) + "\n")
     return {"rows": shape.n, "models": len(members), "kinds": sorted(means), "summary": summary,
@@ -233,6 +250,7 @@ def explained_rows(run_dir: Path, config: dict[str, Any], limit: int) -> pd.Data
                 group[m & (y > median)], group[m & (y <= median)] = "expressed", "silent"
     rows = table[["gene_id", "cell_line"]].copy()
     rows["group"] = group
+    rows["fold"] = table["fold"].astype(str) if "fold" in table.columns else "test"
     rows = rows.iloc[_shap_sample(len(rows), limit, int(config.get("seed") or 0))].reset_index(drop=True)
     rows.attrs["source"] = source
     rows.attrs["groups"] = ("y_true 1 = expressed, 0 = silent" if binary else
@@ -261,26 +279,36 @@ class Shape:
         return None
 
 
-def model_weights(model: Any, inputs: Any, shape: Shape, model_name: str) -> dict[str, np.ndarray]:
-    """One fold model's attention arrays (``attention(data)``), and its saliency
-    (``saliency(data)``) when it has no attention or none over the marks; all rows, in chunks."""
+def outer_fold(model_dir: str) -> str:
+    """The outer fold of a model directory: ``fold_NAME[_innerJ][_seedS]`` -> ``NAME``."""
+    return re.sub(r"(_(inner|seed)\d+)+$", "", model_dir).removeprefix("fold_")
+
+
+def _chunks(view: Any, table: pd.DataFrame, idx: np.ndarray, assays: list[str]) -> list[FoldData]:
+    """Rows ``idx`` as model inputs, in chunks; each chunk's bins are read when a hook asks."""
     from epx.predict import CHUNK_ROWS
 
+    return [FoldData(X=view.take(part), y=None, rows=table.iloc[part][["gene_id", "cell_line"]].reset_index(drop=True),
+                     feature_names=list(assays)) for part in np.split(idx, range(CHUNK_ROWS, len(idx), CHUNK_ROWS))]
+
+
+def model_weights(model: Any, chunks: list[FoldData], shape: Shape, model_name: str) -> dict[str, np.ndarray]:
+    """One fold model's attention arrays (``attention(data)``), and its saliency
+    (``saliency(data)``) when it has no attention or none over the marks, for the chunks' rows."""
     hooks = [h for h in (ATTENTION, SALIENCY) if hasattr(model, h)]
     if not hooks:
         raise PluginError(f"model {model_name!r} has neither attention(data) nor saliency(data): epx explain has "
                           "nothing to ask it (see docs/plugins.md, optional hooks)")
-    chunks = [(start, min(start + CHUNK_ROWS, shape.n)) for start in range(0, shape.n, CHUNK_ROWS)]
     out: dict[str, np.ndarray] = {}
     if ATTENTION in hooks:
         parts: dict[str, list[np.ndarray]] = {}
-        for start, stop in chunks:
-            for name, value in dict(getattr(model, ATTENTION)(inputs.chunk(start, stop))).items():
-                parts.setdefault(str(name), []).append(_checked(f"attention {name!r}", value, stop - start, shape, str(name)))
+        for data in chunks:
+            for name, value in dict(getattr(model, ATTENTION)(data)).items():
+                parts.setdefault(str(name), []).append(_checked(f"attention {name!r}", value, len(data), shape, str(name)))
         out = {name: np.concatenate(p) for name, p in parts.items()}
     if SALIENCY in hooks and "mark" not in out:
-        out[SALIENCY] = np.concatenate([_checked(SALIENCY, getattr(model, SALIENCY)(inputs.chunk(start, stop)),
-                                                 stop - start, shape, SALIENCY) for start, stop in chunks])
+        out[SALIENCY] = np.concatenate([_checked(SALIENCY, getattr(model, SALIENCY)(data), len(data), shape, SALIENCY)
+                                        for data in chunks])
     return out
 
 

@@ -14,6 +14,7 @@ from conftest import assert_user_error, write_plugin
 pytest.importorskip("torch")
 
 from epx.dataset import load_dataset  # noqa: E402
+from epx.explain import outer_fold  # noqa: E402
 from epx.models.contract import FoldData  # noqa: E402
 from epx.models.plugins import get_spec  # noqa: E402
 from epx.outputs import epx_kind  # noqa: E402
@@ -74,9 +75,9 @@ def tiny(tmp_path_factory):
     return run, root / "ds", runs
 
 
-def _explained(tiny, model, out, *extra):
+def _explained(tiny, model, out, *extra, run_dir=None):
     run, _, runs = tiny
-    result = run("explain", runs[model], "-o", out, *extra)
+    result = run("explain", run_dir or runs[model], "-o", out, *extra)
     assert result.exit_code == 0, result.stderr
     for name in ("attention.parquet", "bins.png", "marks.png", "summary.tsv", "config.json"):
         assert (out / name).is_file(), name
@@ -84,6 +85,15 @@ def _explained(tiny, model, out, *extra):
         assert (out / name).read_bytes()[:8] == PNG
     assert epx_kind(out) == "explanation"
     return result, pd.read_parquet(out / "attention.parquet"), pd.read_csv(out / "summary.tsv", sep="\t")
+
+
+def _saliency(ds_path, model_dir, rows: pd.DataFrame) -> np.ndarray:
+    """The cnn's own saliency hook on rows of the (one cell line) dataset."""
+    ds = load_dataset(ds_path)
+    genes = rows["gene_id"].astype(str).tolist()
+    X = np.asarray(ds.bin_view(ds.gene_index(genes), np.zeros(len(genes), int), MARKS))
+    model = get_spec("cnn").load_class().load(model_dir)
+    return model.saliency(FoldData(X=X, y=None, rows=rows[["gene_id", "cell_line"]], feature_names=MARKS))
 
 
 def test_attention_of_a_bilstm_run(tiny, tmp_path):
@@ -112,7 +122,7 @@ def test_attention_of_a_bilstm_run(tiny, tmp_path):
     assert set(summary["measure"]) == {"mean mark attention"}
     assert "mean mark attention" in result.stdout and "H3K4me3" in result.stdout
     config = json.loads((tmp_path / "e" / "config.json").read_text())
-    assert config["models"] == ["fold_holdout"] and config["rows_from"] == "test.parquet"
+    assert config["models"] == {"holdout": ["fold_holdout"]} and config["rows_from"] == "test.parquet"
 
 
 def test_saliency_of_a_cnn_run(tiny, tmp_path):
@@ -128,11 +138,7 @@ def test_saliency_of_a_cnn_run(tiny, tmp_path):
     rows = table.drop_duplicates("gene_id")
     assert (rows["group"] == np.where(test.loc[rows["gene_id"], "y_true"] == 1, "expressed", "silent")).all()
     # the same numbers as the hook called directly on the same rows
-    ds = load_dataset(ds_path)
-    genes = rows["gene_id"].astype(str).tolist()
-    X = np.asarray(ds.bin_view(ds.gene_index(genes), np.zeros(len(genes), int), MARKS))
-    model = get_spec("cnn").load_class().load(runs["cnn"] / "models" / "fold_holdout")
-    direct = model.saliency(FoldData(X=X, y=None, rows=rows[["gene_id", "cell_line"]], feature_names=MARKS))
+    direct = _saliency(ds_path, runs["cnn"] / "models" / "fold_holdout", rows)
     assert direct.shape == (6, len(MARKS), N_BINS)
     np.testing.assert_allclose(table["weight"].to_numpy().reshape(direct.shape), direct, rtol=1e-4, atol=1e-6)
     assert set(summary["measure"]) == {"mean |input x gradient|, summed over bins"}
@@ -142,6 +148,28 @@ def test_saliency_of_a_cnn_run(tiny, tmp_path):
     again = tiny[0]("explain", runs["cnn"], "-o", tmp_path / "e", "--rows", "6", "--force")
     assert again.exit_code == 0, again.stderr
     pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "e" / "attention.parquet"), table)
+
+
+def test_out_of_fold_rows_are_explained_by_their_fold(tiny, tmp_path):
+    """Without test rows, each out-of-fold row gets the saliency of the fold model that predicted it."""
+    run, ds_path, _ = tiny
+    result = run("train", ds_path, "--model", "cnn", "--chr-kfold", "2", *TINY, *MODELS["cnn"], "-p", "max_epochs=1",
+                 "-o", tmp_path / "r")
+    assert result.exit_code == 0, result.stderr
+    out = tmp_path / "e"
+    _, table, _ = _explained(tiny, "cnn", out, "--rows", "8", run_dir=tmp_path / "r")
+    config = json.loads((out / "config.json").read_text())
+    assert config["rows_from"] == "oof.parquet" and config["models"] == {"k0": ["fold_k0"], "k1": ["fold_k1"]}
+    oof = pd.read_parquet(tmp_path / "r" / "oof.parquet").set_index("gene_id")
+    rows = table.drop_duplicates("gene_id")
+    folds = oof.loc[rows["gene_id"], "fold"].to_numpy()
+    assert set(folds) == {"k0", "k1"}
+    assert [outer_fold(d) for d in ("fold_k0", "fold_k0_inner1", "fold_k0_seed2", "fold_k0_inner1_seed2")] == ["k0"] * 4
+    weights = table["weight"].to_numpy().reshape(len(rows), len(MARKS), N_BINS)
+    for fold in ("k0", "k1"):
+        mine = folds == fold
+        direct = _saliency(ds_path, tmp_path / "r" / "models" / f"fold_{fold}", rows[mine])
+        np.testing.assert_allclose(weights[mine], direct, rtol=1e-4, atol=1e-6)
 
 
 def test_refusals(tiny, tmp_path):
