@@ -709,17 +709,41 @@ def _print_stack(summary: dict) -> None:
     console.table(title, ["run", "cell line", *keys], rows)
 
 
-@app.command(short_help="Top features by gain and SHAP.")
+@app.command(short_help="What a run relied on: features, or attention and saliency.")
 def explain(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
-    top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Number of features to show.")] = 20,
-    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="PNG to write (default RUN/top_features.png).")] = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR", help="Binned runs: explanation directory to write.")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", min=1, metavar="N", help="Binned runs: test rows to explain, a seeded sample (default 500).")] = None,
+    dataset: Annotated[Path | None, typer.Option("--dataset", metavar="DIR", help="Binned runs: the run's dataset, if it moved since epx train.")] = None,
+    top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Number of features (marks) to show.")] = 20,
+    plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="Tabular runs: PNG to write (default RUN/top_features.png).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
-    """Show the features a run relied on (gain importance and mean |SHAP|) and plot them."""
+    """Show what a run relied on. Tabular runs: the top features (gain importance and mean |SHAP|),
+    plotted. Binned (neural) runs: attention weights per mark and bin, or input x gradient
+    saliency, of the fold models on the run's test rows, written to -o DIR (Parquet, heat maps)."""
     from epx import console
-    from epx.explain import plot_top_features, top_features
+    from epx.explain import (
+        DEFAULT_ROWS,
+        MARK_COLUMNS,
+        check_options,
+        explain_binned,
+        mark_rows,
+        plot_top_features,
+        run_input_kind,
+        top_features,
+    )
     from epx.outputs import check_plot_path
 
+    kind = run_input_kind(run_dir)
+    check_options(kind, output=output, plot=plot, rows=rows, dataset=dataset, force=force)
+    if kind == "binned":
+        s = explain_binned(run_dir, output, rows=rows or DEFAULT_ROWS, dataset=dataset, force=force)
+        console.info(f"explained {s['rows']:,} rows of {s['rows_from']} with {s['models']} fold model(s): "
+                     f"{', '.join(s['kinds'])}")
+        console.table(f"Marks ranked by {s['marks_what']}", MARK_COLUMNS, mark_rows(s["summary"], top))
+        console.info(f"wrote {output}")
+        return
     check_plot_path(plot or Path(run_dir) / "top_features.png")
     table = top_features(run_dir, top)
     cols = list(table.columns)

@@ -45,6 +45,7 @@ DIR_KINDS = {
     "demo": "a demo study (epx demo)",
     "prediction": "predictions (epx predict)",
     "ablation": "an ablation (epx ablate)",
+    "explanation": "an explanation (epx explain)",
 }
 SPLIT_HEADER = "gene_id\tcell_line\tchrom\tfold\trole"  # == "\t".join(epx.split.SPLIT_COLUMNS), tested
 PNG_SOFTWARE = "epx"

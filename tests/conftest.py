@@ -82,6 +82,19 @@ def small_genes(tmp_path: Path) -> Path:
     return write_ml4g(tmp_path / "genes.tsv", rows)
 
 
+def write_plugin(directory: Path, name: str, source: str) -> None:
+    """A model plugin as pip would install it into ``directory`` (put it on sys.path): a
+    distribution ``epx-NAME`` whose ``epx.models`` entry point ``NAME`` is ``epx_NAME:spec``."""
+    import textwrap
+
+    module = "epx_" + name.replace("-", "_")
+    info = directory / f"{module}-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: epx-{name}\nVersion: 0.1\n")
+    (info / "entry_points.txt").write_text(f"[epx.models]\n{name} = {module}:spec\n")
+    (directory / f"{module}.py").write_text(textwrap.dedent(source))
+
+
 def write_bigwig(path: Path, chroms: dict[str, int], entries: list[tuple[str, int, int, float]]) -> Path:
     """A real bigWig with bedGraph-style entries (chrom, start, end, value), sorted."""
     import pyBigWig

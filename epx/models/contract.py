@@ -55,6 +55,10 @@ OPTIONAL_HOOKS = {
     "predict_score": "prediction before any mask or threshold; written as `y_score`, used by `epx stack --rule seed`",
     "importance": "{feature: gain} per fold; written to importance.tsv",
     "contributions": "(rows, features + 1) SHAP-like contributions, last column the bias; written to shap.parquet",
+    "attention": "{name: array} attention weights per row (bin: rows x assays x bins, mark: rows x assays, "
+                 "position: rows x bins); written by `epx explain` to attention.parquet and heat maps",
+    "saliency": "(rows, assays, bins) input x gradient attribution; used by `epx explain` for a model without "
+                "attention, or without mark-level attention",
 }
 
 
@@ -74,6 +78,9 @@ class Model(Protocol):
     (a two-stage model's rank), used by ``epx stack --rule seed``.
     Optional: ``importance() -> {feature: gain}`` and ``contributions(data)`` (rows, features + 1;
     SHAP-like, the last column the bias) are written to the run directory for ``epx explain``.
+    Optional (binned models): ``attention(data) -> {name: array}`` (``bin``: rows x assays x bins,
+    ``mark``: rows x assays, ``position``: rows x bins) and ``saliency(data)`` (rows x assays x
+    bins, input x gradient), which ``epx explain`` asks the saved fold models for.
     """
 
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0) -> None: ...
