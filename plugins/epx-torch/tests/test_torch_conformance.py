@@ -30,3 +30,14 @@ def test_model_conforms(name, tmp_path):
     params = {**spec.params, "max_epochs": 12, "patience": 4, "batch_size": 32, "lr": 3e-3, "verbose": False,
               **SMALL[name]}
     check_model(dataclasses.replace(spec, params=params), tmp_path, n=ROWS.get(name, 240), min_spearman=0.3)
+
+
+def test_transformer_attention_covers_every_bin_when_pooling_leaves_a_remainder():
+    import torch
+
+    from epx_torch.nets.transformer import TransformerTrunk
+
+    trunk = TransformerTrunk(3, 10, channels=4, d_model=8, heads=1, layers=1, ff=8, pool=3, dropout=0.0).eval()
+    weights = trunk.attention(torch.randn(2, 3, 10))["position"]
+    assert weights.shape == (2, 10) and float(weights[:, 9].abs().max()) == 0  # bin 10 is pooled away
+    torch.testing.assert_close(weights.sum(-1), torch.ones(2))

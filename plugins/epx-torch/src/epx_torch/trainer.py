@@ -205,8 +205,7 @@ class TorchModel:
         if train.y is None:
             raise PluginError(f"model {self.name!r}: fit needs labels")
         device = self.device
-        if int(self.params["threads"]) > 0:
-            torch.set_num_threads(int(self.params["threads"]))
+        _use_threads(self.params)
         pl.seed_everything(self.seed, workers=True, verbose=False)
         _, n_assays, n_bins = train.X.shape
         self.assays, self.n_bins = list(train.feature_names), int(n_bins)
@@ -324,6 +323,7 @@ class TorchModel:
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.network.load_state_dict(state)
         model.network.eval()
+        _use_threads(model.params)
         return model
 
 
@@ -340,6 +340,11 @@ class AttentionModel(TorchModel):
                 for key, value in self.network.trunk.attention(x).items():
                     parts.setdefault(key, []).append(value.numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def _use_threads(params: dict[str, Any]) -> None:
+    if int(params["threads"]) > 0:
+        torch.set_num_threads(int(params["threads"]))
 
 
 def _take(X: Any, idx: np.ndarray) -> Any:

@@ -31,7 +31,7 @@ class TransformerTrunk(nn.Module):
         self.pool = pool if n_bins >= 2 * pool else 1
         self.cnn = nn.Sequential(nn.Conv1d(n_assays, channels, 5, padding=2), nn.GELU(), ResidualBlock(channels),
                                  ResidualBlock(channels), nn.MaxPool1d(self.pool) if self.pool > 1 else nn.Identity())
-        positions = n_bins // self.pool
+        positions, self.n_bins = n_bins // self.pool, n_bins
         self.project = nn.Linear(channels, d_model)
         self.position = nn.Parameter(torch.randn(1, positions, d_model) * 0.02)
         layer = nn.TransformerEncoderLayer(d_model, heads, ff, dropout, batch_first=True, norm_first=True)
@@ -51,9 +51,10 @@ class TransformerTrunk(nn.Module):
         return self._encode(x)[0]
 
     def attention(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Pooling attention over positions, repeated to bins (each position covers ``pool`` bins)."""
-        weights = self._encode(x)[1]
-        return {"position": torch.repeat_interleave(weights, self.pool, dim=-1) / self.pool}
+        """Pooling attention over positions, spread over bins (each position covers ``pool`` bins;
+        the trailing bins max-pooling drops get 0)."""
+        weights = torch.repeat_interleave(self._encode(x)[1], self.pool, dim=-1) / self.pool
+        return {"position": nn.functional.pad(weights, (0, self.n_bins - weights.shape[-1]))}
 
 
 class Transformer(AttentionModel):
