@@ -416,7 +416,7 @@ _TestCellsOld = Annotated[list[str] | None, typer.Option("--predict-cells", hidd
 _TargetOpt = Annotated[Target | None, typer.Option("--target", metavar=_choices(TARGETS), help="What to predict (default: rank if the model supports it).")]
 _Param = Annotated[list[str] | None, typer.Option("--param", "-p", metavar="KEY=VALUE", help="Model parameter; repeatable.", autocompletion=complete_param)]
 _Config = Annotated[Path | None, typer.Option("--config", metavar="FILE", help="TOML or YAML file of model parameters.")]
-_Seed = Annotated[int, typer.Option("--seed", metavar="N", help="Seed for the model and split tie-breaks.")]
+_Seed = Annotated[int, typer.Option("--seed", metavar="N", min=0, help="Seed for the model and split tie-breaks (>= 0).")]
 _Seeds = Annotated[int, typer.Option("--seeds", metavar="K", help="Train each fold with K seeds (seed, seed+1, ...); predictions are the seed-averaged ensemble.")]
 _Force = Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")]
 
@@ -713,7 +713,7 @@ def _print_stack(summary: dict) -> None:
 def explain(
     run_dir: Annotated[Path, typer.Argument(metavar="RUN", help="Run directory.")],
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR", help="Binned runs: explanation directory to write.")] = None,
-    rows: Annotated[int | None, typer.Option("--rows", min=1, metavar="N", help="Binned runs: test rows to explain, a seeded sample (default 500).")] = None,
+    rows: Annotated[int | None, typer.Option("--rows", min=1, metavar="N", help="Binned runs: rows to explain (test rows, else out-of-fold rows), a seeded sample (default 500).")] = None,
     dataset: Annotated[Path | None, typer.Option("--dataset", metavar="DIR", help="Binned runs: the run's dataset, if it moved since epx train.")] = None,
     top: Annotated[int, typer.Option("--top", min=1, metavar="N", help="Number of features (marks) to show.")] = 20,
     plot: Annotated[Path | None, typer.Option("--plot", metavar="FILE", help="Tabular runs: PNG to write (default RUN/top_features.png).")] = None,

@@ -74,7 +74,15 @@ def progress(enabled: bool = True):
         TimeRemainingColumn,
     )
 
-    return Progress(
+    class _Progress(Progress):
+        """A bar that vanishes when the work fails: the error is then the only line left."""
+
+        def __exit__(self, exc_type, exc, tb):  # type: ignore[no-untyped-def]
+            if exc_type is not None:
+                self.live.transient = True
+            return super().__exit__(exc_type, exc, tb)
+
+    return _Progress(
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
         MofNCompleteColumn(),

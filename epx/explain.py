@@ -116,7 +116,7 @@ def check_options(kind: str, *, output: Path | None, plot: Path | None, rows: in
     given = [name for name, value in (("-o", output), ("--rows", rows), ("--dataset", dataset), ("--force", force or None))
              if value is not None]
     if given:
-        raise EpxError(f"{', '.join(given)} apply to runs of binned models (attention and saliency); this run's "
+        raise EpxError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to runs of binned models (attention and saliency); this run's "
                        "explanation is its importance and SHAP files (--top, --plot)")
 
 
@@ -280,7 +280,7 @@ class Shape:
 
 
 def outer_fold(model_dir: str) -> str:
-    """The outer fold of a model directory: ``fold_NAME[_innerJ][_seedS]`` -> ``NAME``."""
+    """The outer fold of a model directory: ``fold_NAME[_seedS][_innerJ]`` -> ``NAME``."""
     return re.sub(r"(_(inner|seed)\d+)+$", "", model_dir).removeprefix("fold_")
 
 

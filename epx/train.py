@@ -261,6 +261,8 @@ def train(
     """Run the CV loop and write RUN_DIR; returns the metrics summary."""
     if options.seeds < 1:
         raise EpxError(f"--seeds must be at least 1 (got {options.seeds})")
+    if options.seed < 0:  # numpy and torch seeds are unsigned
+        raise EpxError(f"--seed must be >= 0 (got {options.seed})")
     refuse_overlap(output, [dataset, *([split_options.file] if split_options.file else [])])
     output = check_output(output, force, "run")
     ds = load_dataset(dataset)
@@ -450,7 +452,7 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         for j, (tr, va) in enumerate(members):
             model = model_cls(params, task, seed)
             model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
-            outputs["y_pred"].append(np.asarray(model.predict(test_data), dtype=np.float64))
+            outputs["y_pred"].append(_finite(np.asarray(model.predict(test_data), dtype=np.float64), options.model, fold, seed))
             if hasattr(model, "predict_score"):
                 outputs["y_score"].append(np.asarray(model.predict_score(test_data), dtype=np.float64))
             if hasattr(model, "predict_proba"):
@@ -511,6 +513,15 @@ def _fold_parts(rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     is_oof = ~fixed & ~holdout
     is_test = np.ones(len(rows), dtype=bool) if holdout.any() and not fixed.any() else fixed
     return is_oof, is_test, is_test if holdout.any() else is_oof
+
+
+def _finite(pred: np.ndarray, model: str, fold: Fold, seed: int) -> np.ndarray:
+    """A fold model's predictions, refused when any is NaN or inf (a diverged fit)."""
+    bad = ~np.isfinite(pred)
+    if bad.any():
+        raise PluginError(f"model {model!r} predicted NaN or inf for {int(bad.sum())} of {len(pred)} rows in fold "
+                          f"{fold.name!r} (seed {seed}): the fit diverged; lower the learning rate or check the inputs")
+    return pred
 
 
 def _shap_sample(n: int, k: int, seed: int) -> np.ndarray:

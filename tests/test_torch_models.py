@@ -192,3 +192,31 @@ def test_predict_refuses_another_bin_geometry(cnn_run, demo_study, run, tmp_path
     result = run("predict", run_dir, ds, "-o", tmp_path / "out")
     assert result.exit_code == 2 and "--bins 50" in result.stderr and "featurize the new data with --bins 100" in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_early_stopping_rows_are_whole_genes():
+    """Without a validation side the trainer holds out genes, in every cell line, never single rows."""
+    from epx_torch.trainer import holdout_genes
+
+    rows = pd.DataFrame({"gene_id": [f"g{i}" for i in range(50)] * 3, "cell_line": np.repeat(["A", "B", "C"], 50)})
+    held, kept = holdout_genes(rows, 0.1, seed=4)
+    held_genes, kept_genes = set(rows["gene_id"].iloc[held]), set(rows["gene_id"].iloc[kept])
+    assert len(held_genes) == 5 and not held_genes & kept_genes and len(held) == 15
+    np.testing.assert_array_equal(holdout_genes(rows, 0.1, seed=4)[0], held)  # seeded
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["--model", "hybrid", "--param", "heads=3"], "model 'hybrid': heads (3) must divide d_model (64)"),
+    (["--model", "cnn", "--param", "kernel=500", "--param", "pool=200"], "leave no convolution on 100 bins"),
+    (["--model", "cnn", "--target", "log1p", "--param", "lr=1e9", "--param", "grad_clip=0", "--param", "max_epochs=2",
+      "--param", "channels=4", "--param", "hidden=4"], "training diverged"),
+    (["--model", "cnn", "--seed", "-1"], "--seed"),
+])
+def test_sizes_that_cannot_work_and_divergence_are_one_line(demo_dataset, run, tmp_path, args, expected):
+    out = tmp_path / "run"
+    result = run("train", demo_dataset, *SPLIT, *args, "-o", out)
+    assert result.exit_code == 2 and expected in result.stderr, result.stderr
+    # one error line (typer boxes a usage error); epoch lines before it are progress
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and "Traceback" not in result.stderr
+    assert not out.exists()

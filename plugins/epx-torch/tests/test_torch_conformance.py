@@ -34,7 +34,6 @@ def test_model_conforms(name, tmp_path):
 
 def test_transformer_attention_covers_every_bin_when_pooling_leaves_a_remainder():
     import torch
-
     from epx_torch.nets.transformer import TransformerTrunk
 
     trunk = TransformerTrunk(3, 10, channels=4, d_model=8, heads=1, layers=1, ff=8, pool=3, dropout=0.0).eval()

@@ -36,18 +36,19 @@ _ATTENTIVE_BOUNDS = {"lstm_hidden": "[1, inf)", "mark_hidden": "[1, inf)", "d_mo
 _ATTENTIVE_TRAINER = {"batch_size": 16, "max_epochs": 60, "patience": 10}
 
 
-def _attentive(name: str, description: str, cls: str):
+def _attentive(name: str, description: str, cls: str, used: tuple[str, ...]):
+    """A spec listing only the parameters this member of the family uses."""
     return torch_spec(name=name, description=description, model=f"epx_torch.nets.attentive:{cls}",
-                      params=dict(_ATTENTIVE), param_help=_ATTENTIVE_HELP, param_bounds=_ATTENTIVE_BOUNDS,
-                      trainer=_ATTENTIVE_TRAINER)
+                      params={k: _ATTENTIVE[k] for k in used}, param_help={k: _ATTENTIVE_HELP[k] for k in used},
+                      param_bounds={k: _ATTENTIVE_BOUNDS[k] for k in used}, trainer=_ATTENTIVE_TRAINER)
 
 
 bilstm_attn = _attentive("bilstm-attn", "AttentiveChrome: a BiLSTM per mark with bin-level attention, then mark-level attention.",
-                         "BiLSTMAttention")
+                         "BiLSTMAttention", ("lstm_hidden", "mark_hidden", "dropout"))
 bilstm_transformer = _attentive("bilstm-transformer", "AttentiveChrome's bin level, a transformer encoder over the mark embeddings.",
-                                "BiLSTMTransformer")
+                                "BiLSTMTransformer", ("lstm_hidden", "d_model", "heads", "layers", "dropout"))
 hybrid = _attentive("hybrid", "ChromaFormer's hybrid: mark-level attention and a transformer encoder, concatenated.",
-                    "Hybrid")
+                    "Hybrid", tuple(_ATTENTIVE))
 
 transformer = torch_spec(
     name="transformer",
@@ -57,7 +58,8 @@ transformer = torch_spec(
     param_help={
         "channels": "filters of the residual CNN", "d_model": "transformer width",
         "heads": "attention heads (encoder and pooling; must divide d_model)", "layers": "transformer encoder layers",
-        "ff": "feed-forward width of each encoder layer", "pool": "max-pool width after the CNN (positions / pool)",
+        "ff": "feed-forward width of each encoder layer",
+        "pool": "max-pool width after the CNN (positions = bins / pool; 1 when there are fewer than 2 x pool bins)",
         "dropout": "dropout in the encoder and the head",
     },
     param_bounds={"channels": "[1, inf)", "d_model": "[1, inf)", "heads": "[1, inf)", "layers": "[1, inf)",

@@ -160,6 +160,8 @@ class _EpochReport(pl.Callback):
         self.label, self.metric = label, "auroc" if task == "binary" else "pearson"
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        from rich.markup import escape
+
         from epx import console
 
         m = trainer.callback_metrics
@@ -169,7 +171,7 @@ class _EpochReport(pl.Callback):
             if key in m:
                 parts.append(f"{name} {float(m[key]):.4f}")
         parts.append(f"lr {lr:.2g}")
-        console.info("  ".join(parts))
+        console.stderr().print(escape("  ".join(parts)), soft_wrap=True)  # one line each, also in log files
 
 
 class TorchModel:
@@ -183,6 +185,12 @@ class TorchModel:
         self.params = {**TRAINER_PARAMS, **params}
         self.task, self.seed = task, int(seed)
         self.device = resolve_device(str(self.params["device"]))  # device=cuda without a GPU fails here, at once
+        check = getattr(self.trunk, "check", None)  # sizes that cannot work fail here too, before any data is read
+        if check is not None:
+            try:
+                check(**self.architecture())
+            except ValueError as exc:
+                raise PluginError(f"model {self.name!r}: {exc}") from None
         self.network: Network | None = None
         self.assays: list[str] = []
         self.n_bins = 0
@@ -213,10 +221,8 @@ class TorchModel:
         X_train, X_valid, y_valid = train.X, None, None
         if valid is not None and len(valid) and valid.y is not None:
             X_valid, y_valid = valid.X, np.asarray(valid.y, dtype=np.float64)
-        else:  # hold out a seeded fraction of the training rows for early stopping
-            order = np.random.default_rng(self.seed).permutation(len(y_train))
-            n_valid = max(1, int(round(len(order) * float(self.params["valid_fraction"]))))
-            held, kept = np.sort(order[:n_valid]), np.sort(order[n_valid:])
+        else:
+            held, kept = holdout_genes(train.rows, float(self.params["valid_fraction"]), self.seed)
             X_valid, y_valid = _take(train.X, held), y_train[held]
             X_train, y_train = _take(train.X, kept), y_train[kept]
         if self.task == "regression":  # standardise: one scale for every target and loss weight
@@ -249,6 +255,11 @@ class TorchModel:
                 warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|"
                                         "LeafSpec|Checkpoint directory).*")
                 trainer.fit(module, train_loader, valid_loader)
+            score = best.best_model_score
+            if not best.best_model_path or score is None or not np.isfinite(float(score)):
+                raise PluginError(f"model {self.name!r}: training diverged (the validation loss was never finite in "
+                                  f"{trainer.current_epoch} epoch(s)); lower --param lr (now {self.params['lr']:g}) "
+                                  "or keep --param grad_clip above 0")
             state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
         module.load_state_dict(state)
         self.network = module.network.cpu().eval()
@@ -340,6 +351,18 @@ class AttentionModel(TorchModel):
                 for key, value in self.network.trunk.attention(x).items():
                     parts.setdefault(key, []).append(value.numpy())
         return {k: np.concatenate(v) for k, v in parts.items()}
+
+
+def holdout_genes(rows: Any, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(held, kept) row positions: a seeded fraction of the genes, with all their cell lines, held
+    out for early stopping. Holding out rows instead would put a gene's other cell lines on both
+    sides when cell lines are pooled, and pick the epoch on genes the model trains on."""
+    genes = rows["gene_id"].to_numpy() if "gene_id" in rows else np.arange(len(rows))
+    unique = np.unique(genes)
+    order = np.random.default_rng(seed).permutation(len(unique))
+    n_valid = min(len(unique) - 1, max(1, int(round(len(unique) * fraction))))
+    in_valid = np.isin(genes, unique[order[:n_valid]])
+    return np.flatnonzero(in_valid), np.flatnonzero(~in_valid)
 
 
 def _use_threads(params: dict[str, Any]) -> None:

@@ -51,8 +51,8 @@ class _Family(nn.Module):
     use_attention = True
     use_transformer = False
 
-    def __init__(self, n_assays: int, n_bins: int, *, lstm_hidden: int, mark_hidden: int, d_model: int, heads: int,
-                 layers: int, dropout: float) -> None:
+    def __init__(self, n_assays: int, n_bins: int, *, lstm_hidden: int, dropout: float, mark_hidden: int = 16,
+                 d_model: int = 64, heads: int = 4, layers: int = 2) -> None:
         super().__init__()
         self.marks = MarkEncoder(n_assays, lstm_hidden)
         dim = 2 * lstm_hidden
@@ -68,6 +68,11 @@ class _Family(nn.Module):
             self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
             self.embedding_dim += d_model
         self.dropout = nn.Dropout(dropout)
+
+    @staticmethod
+    def check(d_model: int = 64, heads: int = 4, **_: object) -> None:
+        if d_model % heads:
+            raise ValueError(f"heads ({heads}) must divide d_model ({d_model})")
 
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         emb, bin_weights = self.marks(x)
@@ -98,6 +103,11 @@ class BiLSTMTransformerTrunk(_Family):
 
 class HybridTrunk(_Family):
     use_attention, use_transformer = True, True
+
+    def attention(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        # the mark-level attention weighs only one of the two branches the head reads, so it
+        # would rank the marks by half the network: epx explain ranks them by saliency instead
+        return {"bin": self._encode(x)[1]["bin"]}
 
 
 class BiLSTMAttention(AttentionModel):

@@ -26,6 +26,9 @@ class CNNTrunk(nn.Module):
                 blocks.append(nn.MaxPool1d(pool))
             width = channels
             length = (length + 2 * (kernel // 2) - kernel + 1) // max(pool, 1)
+        if not blocks:
+            raise ValueError(f"kernel {kernel} and pool {pool} leave no convolution on {n_bins} bins; "
+                             "use a smaller --param kernel or pool")
         self.conv = nn.Sequential(*blocks)
         with torch.no_grad():
             flat = self.conv(torch.zeros(1, n_assays, n_bins)).numel()

@@ -41,6 +41,11 @@ class TransformerTrunk(nn.Module):
         self.norm = nn.LayerNorm(d_model)
         self.embedding_dim = d_model
 
+    @staticmethod
+    def check(d_model: int, heads: int, **_: object) -> None:
+        if d_model % heads:
+            raise ValueError(f"heads ({heads}) must divide d_model ({d_model})")
+
     def _encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.cnn(x).transpose(1, 2)
         h = self.encoder(self.project(h) + self.position)
