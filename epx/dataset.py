@@ -286,35 +286,88 @@ class Dataset:
         return read_split(p)
 
 
+class BinRowReader:
+    """Rows (gene, cell line) of ``bins.npy`` read with ``os.pread``, not through a memory map.
+
+    Pages of a memory-mapped file count in the process's resident memory once touched, so an
+    epoch over a 616 MB bins file would add 616 MB to the peak RSS; reads land in buffers that are
+    freed with the batch instead (the page cache still makes rereads cheap). Rows adjacent in the
+    file are read together, so sorted scans read large blocks.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        with open(self.path, "rb") as fh:
+            version = np.lib.format.read_magic(fh)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(fh)
+            self.offset = fh.tell()
+        if fortran or len(shape) != 4:
+            raise DatasetError(f"bins.npy must be a C-ordered (genes, cell lines, assays, bins) array, found shape {shape}"
+                               f"{' in Fortran order' if fortran else ''}; re-run epx featurize", path=self.path)
+        self.shape: tuple[int, int, int, int] = tuple(int(n) for n in shape)  # type: ignore[assignment]
+        self.dtype = np.dtype(dtype)
+        self.row_bytes = self.shape[2] * self.shape[3] * self.dtype.itemsize
+        self._fh: Any = None
+
+    def read(self, genes: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        """Raw rows (n, assays, bins) in the order asked."""
+        import os
+
+        if self._fh is None:
+            self._fh = open(self.path, "rb")  # noqa: SIM115 - kept open for the reader's lifetime
+        flat = np.asarray(genes, dtype=np.int64) * self.shape[1] + np.asarray(cells, dtype=np.int64)
+        out = np.empty((len(flat), self.shape[2], self.shape[3]), dtype=self.dtype)
+        if not len(flat):
+            return out
+        order = np.argsort(flat, kind="stable")
+        ordered = flat[order]
+        breaks = np.flatnonzero(np.diff(ordered) != 1) + 1  # runs of rows adjacent in the file
+        fd = self._fh.fileno()
+        for a, b in zip(np.r_[0, breaks], np.r_[breaks, len(flat)], strict=True):
+            size = int(b - a) * self.row_bytes
+            data = os.pread(fd, size, self.offset + int(ordered[a]) * self.row_bytes)
+            if len(data) != size:
+                raise DatasetError("bins.npy is truncated; re-run epx featurize", path=self.path)
+            out[order[a:b]] = np.frombuffer(data, dtype=self.dtype).reshape(b - a, self.shape[2], self.shape[3])
+        return out
+
+    def __del__(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+
+
 class BinnedRows:
     """Binned tracks (rows, assays, bins) of chosen (gene, cell line) rows, normalised on read.
 
     A lazy stand-in for ``FoldData.X`` of binned models: indexing (``view[idx]``) reads only those
-    rows from the memory-mapped ``bins.npy`` and log1p + z-scores them with the per (cell line,
-    assay) statistics, so a model streams batches and nothing holds a normalised copy of the
-    array (20,000 genes x 11 cell lines x 7 assays x 100 bins is 616 MB on disk).
+    rows of ``bins.npy`` (:class:`BinRowReader`) and log1p + z-scores them with the per (cell line,
+    assay) statistics, so a model streams batches and nothing holds the array, normalised or not
+    (20,000 genes x 11 cell lines x 7 assays x 100 bins is 616 MB on disk).
     ``np.asarray(view)`` materialises every row, for models that want it all at once.
     """
 
     def __init__(self, path: Path, gene_pos: np.ndarray, cell_pos: np.ndarray, assay_pos: np.ndarray | None,
-                 stats: tuple[Any, Any]) -> None:
+                 stats: tuple[Any, Any], reader: BinRowReader | None = None) -> None:
         self.path = Path(path)
         self.gene_pos = np.asarray(gene_pos, dtype=np.int64)
         self.cell_pos = np.asarray(cell_pos, dtype=np.int64)
         self.assay_pos = None if assay_pos is None else np.asarray(assay_pos, dtype=np.int64)
         self.mean = np.asarray(stats[0], dtype=np.float32)
         self.sd = np.asarray(stats[1], dtype=np.float32)
-        self._array: np.ndarray | None = None
+        if self.assay_pos is not None:  # normalise only the assays asked for
+            self.mean, self.sd = self.mean[:, self.assay_pos], self.sd[:, self.assay_pos]
+        self._reader = reader
 
     @property
-    def array(self) -> np.ndarray:
-        if self._array is None:
-            self._array = np.load(self.path, mmap_mode="r")
-        return self._array
+    def reader(self) -> BinRowReader:
+        if self._reader is None:
+            self._reader = BinRowReader(self.path)
+        return self._reader
 
     @property
     def shape(self) -> tuple[int, int, int]:
-        _, _, n_assays, n_bins = self.array.shape
+        _, _, n_assays, n_bins = self.reader.shape
         return (len(self.gene_pos), n_assays if self.assay_pos is None else len(self.assay_pos), n_bins)
 
     @property
@@ -328,22 +381,21 @@ class BinnedRows:
 
     def take(self, idx: Any) -> BinnedRows:
         """A view of a subset of rows (nothing is read)."""
-        view = BinnedRows(self.path, self.gene_pos[idx], self.cell_pos[idx], self.assay_pos, (self.mean, self.sd))
-        view._array = self._array
+        view = BinnedRows(self.path, self.gene_pos[idx], self.cell_pos[idx], None, (self.mean, self.sd), self._reader)
+        view.assay_pos = self.assay_pos  # the statistics are already those of the chosen assays
         return view
+
+    def _raw(self, genes: np.ndarray, cells: np.ndarray) -> np.ndarray:
+        raw = self.reader.read(genes, cells)
+        return raw if self.assay_pos is None else raw[:, self.assay_pos]
 
     def __getitem__(self, idx: Any) -> np.ndarray:
         """Normalised rows ``idx`` (an int, a slice or an index array), in the order asked."""
         genes, cells = self.gene_pos[idx], self.cell_pos[idx]
         scalar = np.ndim(genes) == 0
         genes, cells = np.atleast_1d(genes), np.atleast_1d(cells)
-        order = np.lexsort((cells, genes))  # read the memory map front to back
-        raw = np.empty((len(genes), *self.array.shape[2:]), dtype=np.float32)
-        raw[order] = self.array[genes[order], cells[order]]
-        mean, sd = self.mean[cells][..., None], self.sd[cells][..., None]
-        out = (np.log1p(np.clip(raw, 0, None)) - mean) / sd
-        if self.assay_pos is not None:
-            out = out[:, self.assay_pos]
+        raw = self._raw(genes, cells).astype(np.float32, copy=False)
+        out = (np.log1p(np.clip(raw, 0, None)) - self.mean[cells][..., None]) / self.sd[cells][..., None]
         out = out.astype(np.float32, copy=False)
         return out[0] if scalar else out
 
@@ -364,10 +416,7 @@ class BinnedRows:
         """(row, assay) of the first row holding NaN or inf in the raw signal, or None."""
         for start in range(0, len(self), chunk):
             stop = min(start + chunk, len(self))
-            raw = np.asarray(self.array[self.gene_pos[start:stop], self.cell_pos[start:stop]])
-            if self.assay_pos is not None:
-                raw = raw[:, self.assay_pos]
-            bad = ~np.isfinite(raw)
+            bad = ~np.isfinite(self._raw(self.gene_pos[start:stop], self.cell_pos[start:stop]))
             if bad.any():
                 row, assay, _ = np.argwhere(bad)[0]
                 return start + int(row), int(assay)
