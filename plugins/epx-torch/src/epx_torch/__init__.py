@@ -28,7 +28,7 @@ _ATTENTIVE_HELP = {
     "d_model": "transformer width over the mark embeddings",
     "heads": "transformer attention heads (must divide d_model)",
     "layers": "transformer encoder layers over the marks",
-    "dropout": "dropout in the transformer and before the head",
+    "dropout": "dropout before the head (and in the transformer, where there is one)",
 }
 _ATTENTIVE_BOUNDS = {"lstm_hidden": "[1, inf)", "mark_hidden": "[1, inf)", "d_model": "[1, inf)", "heads": "[1, inf)",
                      "layers": "[1, inf)", "dropout": "[0, 1)"}

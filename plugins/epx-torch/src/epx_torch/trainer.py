@@ -11,7 +11,7 @@ A model is a subclass of :class:`TorchModel` naming its trunk: an ``nn.Module`` 
 (exposed to ``epx explain``) and ``configure_schedule(optimizer, params)`` (its own LR schedule).
 
 Batches are read from ``FoldData.X`` one at a time: for epx datasets that is a lazy view of the
-memory-mapped bins (normalised per batch), so no copy of the whole array is ever held.
+bins file (read and normalised per batch), so no copy of the whole array is ever held.
 """
 
 from __future__ import annotations
