@@ -351,9 +351,12 @@ def featurize(
     tss_mode: Annotated[TssMode, typer.Option("--tss-mode", metavar=_choices(TSS_MODES), help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
     flank: Annotated[int, typer.Option("--flank", metavar="BP", help="Upstream/downstream flank size.")] = 5000,
-    n_bins: Annotated[int, typer.Option("--bins", metavar="N", help="Number of bins around the TSS for neural backends.")] = 100,
-    bin_size: Annotated[int, typer.Option("--bin-size", metavar="BP", help="Bin width.")] = 100,
+    bins: Annotated[str, typer.Option("--bins", metavar="WxN[,WxN...]", help="Bin geometries around the TSS for neural backends: bin width x bin count, e.g. 100x100 (TSS +- 5 kb) or Chromoformer's 2000x20,500x80,100x400; the first is the default. A plain N means N bins of --bin-size.")] = "100x100",
+    bin_size: Annotated[int | None, typer.Option("--bin-size", metavar="BP", help="Bin width when --bins is a plain count.")] = None,
     no_bins: Annotated[bool, typer.Option("--no-bins", help="Skip binned tracks (tabular features only).")] = False,
+    pairs: Annotated[list[str] | None, typer.Option("--pairs", metavar="[CELL=]FILE", help="Promoter-to-region contacts (pcHi-C: BEDPE, or Chromoformer's gene_id/neighbors/scores table); each gene's strongest regions are binned beside its promoter. CELL=FILE for one cell line; repeatable.")] = None,
+    max_regions: Annotated[int, typer.Option("--max-regions", min=1, metavar="N", help="Distal regions kept per gene, by contact score.")] = 8,
+    max_region_width: Annotated[int, typer.Option("--max-region-width", min=1, metavar="BP", help="Regions wider than this are clipped around their centre; every region is binned in a frame this wide.")] = 40_000,
     workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N", help="Parallel track workers (default: all cores).")] = None,
     build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
     list_features: Annotated[bool, typer.Option("--list-features", help="Print every feature name with a description and exit.")] = False,
@@ -365,8 +368,19 @@ def featurize(
     from epx.featurize import FeaturizeParams
     from epx.featurize import featurize as run_featurize
 
+    from epx.features.geometry import parse_bins
+
+    if bins.strip().isdigit():  # the old --bins N [--bin-size BP]
+        geometries = parse_bins(f"{bin_size or 100}x{bins.strip()}")
+    else:
+        if bin_size is not None:
+            raise EpxError("--bin-size goes with a plain --bins N; with --bins WIDTHxCOUNT the width is in the spec")
+        geometries = parse_bins(bins)
+    first, *more = geometries
     params = FeaturizeParams(tss_window=tss_window, tss_mode=tss_mode, promoter=promoter, flank=flank,
-                             n_bins=n_bins, bin_size=bin_size, bins=not no_bins)
+                             n_bins=first.n_bins, bin_size=first.bin_size, bins=not no_bins,
+                             more_bins=tuple((b.bin_size, b.n_bins) for b in more), max_regions=max_regions,
+                             max_region_width=max_region_width)
     if list_features:
         from epx.features.derived import feature_catalogue
 
@@ -384,7 +398,8 @@ def featurize(
     if missing:
         raise EpxError(f"featurize needs {', '.join(missing)} (or --list-features)")
     summary = run_featurize(genes, manifest, output, labels=labels or [], params=params, build=build,
-                            workers=workers, force=force, assays=_split_list(assays), cells=_split_list(cells))
+                            workers=workers, force=force, assays=_split_list(assays), cells=_split_list(cells),
+                            pairs=pairs or [])
     if summary["up_to_date"]:
         console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
         return
@@ -393,7 +408,11 @@ def featurize(
         ["cell lines", ", ".join(summary["cell_lines"])],
         ["assays", ", ".join(summary["assays"])],
         ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
-        ["binned tracks", " x ".join(map(str, summary["bins"])) if summary["bins"] else "none"],
+        ["binned tracks", (" x ".join(map(str, summary["bins"][:3])) + " x " + ", ".join(summary["geometries"]))
+         if summary["bins"] else "none"],
+        *([["distal regions", f"{summary['regions']['regions']:,} regions of "
+            + ", ".join(f"{n:,} genes ({c})" for c, n in summary["regions"]["genes"].items())]]
+          if summary.get("regions") else []),
     ])
     console.info(f"wrote {output}")
 
@@ -467,6 +486,7 @@ def train(
     predict_cells: _TestCells = None,
     predict_cells_old: _TestCellsOld = None,
     assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Train on these assays only, e.g. H3K4me3,H3K27ac (binned models: their tracks; tabular: their own features, cross-mark ones left out).", autocompletion=complete_assay)] = None,
+    bins: Annotated[str | None, typer.Option("--bins", metavar="WxN[,WxN...]", help="Binned models: which of the dataset's bin geometries to read (default: the model's own, else the dataset's first), e.g. 100x100.")] = None,
     target: _TargetOpt = None,
     param: _Param = None,
     config: _Config = None,
@@ -487,7 +507,7 @@ def train(
         model=model, split_file=split_file, split_subset=split_subset, loco=loco, chr_kfold=chr_kfold, holdout=holdout,
         random=random, test=test, train_cells=train_cells, predict_cells=predict_cells, predict_cells_old=predict_cells_old,
         target=target, param=param, config=config, seed=seed, seeds=seeds, inner_k=inner[1] if inner else None, shap_rows=shap_rows,
-        assays=list(dict.fromkeys(_split_list(assays))))
+        assays=list(dict.fromkeys(_split_list(assays))), bins=tuple(_split_list([bins] if bins else None)))
     summary = run_train(dataset, output, options, split_opts, force=force)
     _print_metrics(summary, f"{model} on {dataset}")
     console.info(f"wrote {output}")

@@ -93,8 +93,10 @@ def write_dataset(
     features_raw: pd.DataFrame | None = None,
     bins: np.ndarray | None = None,
     bins_coverage: np.ndarray | None = None,
+    binned: bool = False,
 ) -> None:
-    """Write the dataset files into ``directory`` (a temporary directory the caller renames)."""
+    """Write the dataset files into ``directory`` (a temporary directory the caller renames).
+    ``binned``: the binned arrays are already in ``directory`` (featurize's workers wrote them)."""
     directory.mkdir(parents=True, exist_ok=True)
     genes.reset_index(drop=True).to_parquet(directory / "genes.parquet", index=False)
     if labels is None:
@@ -110,7 +112,7 @@ def write_dataset(
         if bins_coverage is not None:
             np.save(directory / "bins_coverage.npy", bins_coverage.astype(np.float16, copy=False))
     full = {"format": DATASET_FORMAT, "epx_version": __version__, **meta}
-    full.setdefault("inputs", {"tabular": features is not None, "binned": bins is not None})
+    full.setdefault("inputs", {"tabular": features is not None, "binned": bins is not None or binned})
     (directory / META_FILE).write_text(json.dumps(full, indent=2, default=_json_default) + "\n")
 
 
@@ -160,6 +162,52 @@ class Dataset:
     @property
     def has_binned(self) -> bool:
         return (self.path / "bins.npy").is_file()
+
+    @property
+    def geometries(self) -> list[dict[str, Any]]:
+        """Every bin geometry (name, bin_size, n_bins, file, coverage, normalisation), the default
+        (``bins.npy``) first. Datasets written before geometries existed have one."""
+        if "geometries" in self.meta:
+            return list(self.meta["geometries"])
+        if not self.has_binned:
+            return []
+        bin_size, n_bins = self.meta.get("bin_size"), self.meta.get("n_bins")
+        if not bin_size:  # imported matrices without a recorded bin width
+            bin_size = (self.meta.get("params") or {}).get("bin_size") or 0
+        if not n_bins:
+            n_bins = BinRowReader(self.path / "bins.npy").shape[3]
+        return [{"name": f"{bin_size}x{n_bins}", "bin_size": bin_size, "n_bins": n_bins, "file": "bins.npy",
+                 "coverage": "bins_coverage.npy", "normalisation": self.meta.get("bins_normalisation")}]
+
+    @property
+    def geometry_names(self) -> list[str]:
+        return [g["name"] for g in self.geometries]
+
+    def geometry(self, name: str | None = None) -> dict[str, Any]:
+        """One geometry by name (None: the default); a DatasetError naming the featurize option otherwise."""
+        geometries = self.geometries
+        if not geometries:
+            raise DatasetError("this dataset has no binned tracks (re-run epx featurize without --no-bins)",
+                               path=self.path)
+        if name is None:
+            return geometries[0]
+        for g in geometries:
+            if g["name"] == name:
+                return g
+        raise DatasetError(f"the dataset has no bin geometry {name} (it has {', '.join(self.geometry_names)}); "
+                           f"re-run epx featurize with --bins {','.join([*self.geometry_names, name])}", path=self.path)
+
+    @property
+    def has_regions(self) -> bool:
+        return "regions" in self.meta and (self.path / "regions.parquet").is_file()
+
+    @cached_property
+    def regions(self) -> pd.DataFrame:
+        """Distal regions: gene_id, cell_line, slot, chrom, start, end, score (featurize --pairs)."""
+        if not self.has_regions:
+            raise DatasetError("this dataset has no distal regions (re-run epx featurize with --pairs FILE)",
+                               path=self.path)
+        return read_parquet_file(self.path / "regions.parquet", "dataset regions")
 
     @property
     def input_kinds(self) -> list[str]:
@@ -232,10 +280,10 @@ class Dataset:
         sd = np.asarray(stats[1], dtype=np.float32)[cell_pos][..., None]
         return ((np.log1p(np.clip(arr, 0, None)) - mean) / sd).astype(np.float32)
 
-    def bin_stats(self, gene_pos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def bin_stats(self, gene_pos: np.ndarray, geometry: str | None = None) -> tuple[np.ndarray, np.ndarray]:
         """(mean, sd) of log1p bins per (cell line, assay) over the given genes: the statistics
         ``bins_normalisation`` records, for another gene set."""
-        arr = np.load(self.path / "bins.npy", mmap_mode="r")
+        arr = np.load(self.path / self.geometry(geometry)["file"], mmap_mode="r")
         shape = arr.shape[1:3]
         mean, sd = np.zeros(shape, np.float64), np.ones(shape, np.float64)
         for c in range(shape[0]):
@@ -246,15 +294,48 @@ class Dataset:
         return mean, sd
 
     def bin_view(self, gene_pos: np.ndarray, cell_pos: np.ndarray, assays: list[str] | None = None,
-                 stats: tuple[np.ndarray, np.ndarray] | None = None) -> BinnedRows:
-        """Normalised binned tracks of chosen rows, read lazily: see :class:`BinnedRows`."""
+                 stats: tuple[np.ndarray, np.ndarray] | None = None, geometry: str | None = None) -> BinnedRows:
+        """Normalised binned tracks of chosen rows at one geometry (None: the default), read
+        lazily: see :class:`BinnedRows`."""
         if not self.has_binned:
             raise DatasetError("this dataset has no binned tracks (re-run epx featurize without --no-bins)",
                                path=self.path)
+        geo = self.geometry(geometry)
         assay_pos = None if assays is None else np.array([self.assays.index(a) for a in assays])
         if stats is None:
-            stats = (self.meta["bins_normalisation"]["mean"], self.meta["bins_normalisation"]["sd"])
-        return BinnedRows(self.path / "bins.npy", np.asarray(gene_pos), np.asarray(cell_pos), assay_pos, stats)
+            stats = (geo["normalisation"]["mean"], geo["normalisation"]["sd"])
+        return BinnedRows(self.path / geo["file"], np.asarray(gene_pos), np.asarray(cell_pos), assay_pos, stats)
+
+    def region_view(self, gene_pos: np.ndarray, cell_pos: np.ndarray, assays: list[str] | None = None,
+                    geometries: list[str] | None = None,
+                    stats: dict[str, tuple[np.ndarray, np.ndarray]] | None = None) -> RegionRows:
+        """Distal regions of chosen rows at the chosen geometries, read lazily: see :class:`RegionRows`."""
+        info = self.meta["regions"] if self.has_regions else None
+        if info is None:
+            raise DatasetError("this dataset has no distal regions (re-run epx featurize with --pairs FILE)",
+                               path=self.path)
+        names = list(geometries or self.geometry_names)
+        table = self.regions
+        r = int(info["max_regions"])
+        gidx = pd.Index(self.genes["gene_id"]).get_indexer(table["gene_id"])
+        cidx = pd.Index(self.cell_lines).get_indexer(table["cell_line"])
+        ok = (gidx >= 0) & (cidx >= 0)
+        shape = (len(self.genes), len(self.cell_lines), r)
+        score = np.zeros(shape, np.float32)
+        width = np.zeros(shape, np.int64)
+        slot = table["slot"].to_numpy(np.int64)[ok]
+        score[gidx[ok], cidx[ok], slot] = table["score"].to_numpy(np.float32)[ok]
+        width[gidx[ok], cidx[ok], slot] = (table["end"] - table["start"]).to_numpy(np.int64)[ok]
+        assay_pos = None if assays is None else np.array([self.assays.index(a) for a in assays])
+        parts = {}
+        for name in names:
+            geo = self.geometry(name)
+            if name not in info["files"]:
+                raise DatasetError(f"the dataset's distal regions lack geometry {name}; re-run epx featurize",
+                                   path=self.path)
+            st = (stats or {}).get(name) or (geo["normalisation"]["mean"], geo["normalisation"]["sd"])
+            parts[name] = (self.path / info["files"][name], int(geo["bin_size"]), int(info["frames"][name]), st)
+        return RegionRows(np.asarray(gene_pos), np.asarray(cell_pos), score, width, parts, assay_pos)
 
     def bins_coverage(self) -> np.ndarray:
         return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
@@ -287,7 +368,8 @@ class Dataset:
 
 
 class BinRowReader:
-    """Rows (gene, cell line) of ``bins.npy`` read with ``os.pread``, not through a memory map.
+    """Rows (gene, cell line) of ``bins.npy`` (or any array whose first axes are genes and cell
+    lines, such as a regions file) read with ``os.pread``, not through a memory map.
 
     Pages of a memory-mapped file count in the process's resident memory once touched, so an
     epoch over a 616 MB bins file would add 616 MB to the peak RSS; reads land in buffers that are
@@ -295,29 +377,30 @@ class BinRowReader:
     file are read together, so sorted scans read large blocks.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, ndim: int = 4) -> None:
         self.path = Path(path)
         with open(self.path, "rb") as fh:
             version = np.lib.format.read_magic(fh)
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(fh)
             self.offset = fh.tell()
-        if fortran or len(shape) != 4:
-            raise DatasetError(f"bins.npy must be a C-ordered (genes, cell lines, assays, bins) array, found shape {shape}"
-                               f"{' in Fortran order' if fortran else ''}; re-run epx featurize", path=self.path)
-        self.shape: tuple[int, int, int, int] = tuple(int(n) for n in shape)  # type: ignore[assignment]
+        if fortran or len(shape) != ndim:
+            raise DatasetError(f"{self.path.name} must be a C-ordered {ndim}-d (genes, cell lines, ...) array, found shape "
+                               f"{shape}{' in Fortran order' if fortran else ''}; re-run epx featurize", path=self.path)
+        self.shape: tuple[int, ...] = tuple(int(n) for n in shape)
         self.dtype = np.dtype(dtype)
-        self.row_bytes = self.shape[2] * self.shape[3] * self.dtype.itemsize
+        self.row_shape = self.shape[2:]
+        self.row_bytes = int(np.prod(self.row_shape)) * self.dtype.itemsize
         self._fh: Any = None
 
     def read(self, genes: np.ndarray, cells: np.ndarray) -> np.ndarray:
-        """Raw rows (n, assays, bins) in the order asked."""
+        """Raw rows (n, *row_shape), e.g. (n, assays, bins), in the order asked."""
         import os
 
         if self._fh is None:
             self._fh = open(self.path, "rb")  # noqa: SIM115 - kept open for the reader's lifetime
         flat = np.asarray(genes, dtype=np.int64) * self.shape[1] + np.asarray(cells, dtype=np.int64)
-        out = np.empty((len(flat), self.shape[2], self.shape[3]), dtype=self.dtype)
+        out = np.empty((len(flat), *self.row_shape), dtype=self.dtype)
         if not len(flat):
             return out
         order = np.argsort(flat, kind="stable")
@@ -329,7 +412,7 @@ class BinRowReader:
             data = os.pread(fd, size, self.offset + int(ordered[a]) * self.row_bytes)
             if len(data) != size:
                 raise DatasetError("bins.npy is truncated; re-run epx featurize", path=self.path)
-            out[order[a:b]] = np.frombuffer(data, dtype=self.dtype).reshape(b - a, self.shape[2], self.shape[3])
+            out[order[a:b]] = np.frombuffer(data, dtype=self.dtype).reshape(int(b - a), *self.row_shape)
         return out
 
     def __del__(self) -> None:
@@ -421,6 +504,60 @@ class BinnedRows:
                 row, assay, _ = np.argwhere(bad)[0]
                 return start + int(row), int(assay)
         return None
+
+
+class RegionRows:
+    """Distal regions (pCREs) of chosen (gene, cell line) rows, read and normalised per batch.
+
+    ``view[idx]`` gives a dict: ``score`` (n, R) float32 (0 where no region), ``present`` (n, R)
+    bool, and per geometry ``NAME`` (n, R, assays, frame) float32 (log1p + z-scored with the
+    geometry's promoter statistics, 0 outside the region) and ``NAME.mask`` (n, R, frame) bool
+    (True on the region's bins). ``frames`` maps each geometry to its frame length in bins.
+    """
+
+    def __init__(self, gene_pos: np.ndarray, cell_pos: np.ndarray, score: np.ndarray, width: np.ndarray,
+                 parts: dict[str, tuple[Path, int, int, tuple[Any, Any]]], assay_pos: np.ndarray | None) -> None:
+        self.gene_pos = np.asarray(gene_pos, dtype=np.int64)
+        self.cell_pos = np.asarray(cell_pos, dtype=np.int64)
+        self._score, self._width, self.parts, self.assay_pos = score, width, parts, assay_pos
+        self._readers: dict[str, BinRowReader] = {}
+        self.n_regions = int(score.shape[2])
+        self.frames = {name: frame for name, (_p, _w, frame, _s) in parts.items()}
+
+    def __len__(self) -> int:
+        return len(self.gene_pos)
+
+    def take(self, idx: Any) -> RegionRows:
+        view = RegionRows(self.gene_pos[idx], self.cell_pos[idx], self._score, self._width, self.parts, self.assay_pos)
+        view._readers = self._readers
+        return view
+
+    def _reader(self, name: str) -> BinRowReader:
+        if name not in self._readers:
+            self._readers[name] = BinRowReader(self.parts[name][0], ndim=5)
+        return self._readers[name]
+
+    def __getitem__(self, idx: Any) -> dict[str, np.ndarray]:
+        genes = np.atleast_1d(self.gene_pos[idx])
+        cells = np.atleast_1d(self.cell_pos[idx])
+        width = self._width[genes, cells]
+        out = {"score": self._score[genes, cells].astype(np.float32), "present": width > 0}
+        for name, (_path, bin_size, frame, stats) in self.parts.items():
+            raw = self._reader(name).read(genes, cells)  # (n, R, assays, frame)
+            if self.assay_pos is not None:
+                raw = raw[:, :, self.assay_pos]
+            mean = np.asarray(stats[0], dtype=np.float32)
+            sd = np.asarray(stats[1], dtype=np.float32)
+            if self.assay_pos is not None:
+                mean, sd = mean[:, self.assay_pos], sd[:, self.assay_pos]
+            n = np.minimum(-(-width // bin_size), frame)
+            left = -(-(frame - n) // 2)
+            k = np.arange(frame)
+            mask = (k >= left[..., None]) & (k < (left + n)[..., None])  # (n, R, frame)
+            z = (np.log1p(np.clip(raw, 0, None)) - mean[cells][:, None, :, None]) / sd[cells][:, None, :, None]
+            out[name] = np.where(mask[:, :, None, :], z, 0.0).astype(np.float32)
+            out[f"{name}.mask"] = mask
+        return out
 
 
 def load_dataset(path: str | Path) -> Dataset:

@@ -29,7 +29,8 @@ from epx.features.derived import (
     normalise_features,
     profile_entropy,
 )
-from epx.features.windows import STATS, BinSpec, WindowSpec
+from epx.features.geometry import BinSpec
+from epx.features.windows import STATS, WindowSpec
 from epx.io.chroms import chrom_sort_key
 from epx.io.inputs import load_inputs
 from epx.outputs import atomic_dir, check_output, refuse_overlap
@@ -50,13 +51,27 @@ class FeaturizeParams:
     n_bins: int = 100
     bin_size: int = 100
     bins: bool = True
+    # further bin geometries beyond (bin_size, n_bins), as (bin_size, n_bins) pairs: --bins 2000x20,500x80
+    more_bins: tuple[tuple[int, int], ...] = ()
+    max_regions: int = 8  # distal regions (pCREs) kept per gene from --pairs, by score
+    max_region_width: int = 40_000  # wider regions are clipped around their centre; the frame of every region
 
     def __post_init__(self) -> None:
         if self.tss_mode not in ("one-sided", "both"):
             raise EpxError(f"--tss-mode must be one-sided or both, got {self.tss_mode!r}")
-        for name in ("tss_window", "promoter", "flank", "n_bins", "bin_size"):
+        for name in ("tss_window", "promoter", "flank", "n_bins", "bin_size", "max_regions", "max_region_width"):
             if getattr(self, name) <= 0:
                 raise EpxError(f"--{name.replace('_', '-')} must be positive")
+        object.__setattr__(self, "more_bins", tuple((int(w), int(n)) for w, n in self.more_bins))
+        names = [b.name for b in self.bin_specs()]
+        if len(set(names)) != len(names):
+            raise EpxError(f"--bins gives a geometry twice ({', '.join(names)})")
+
+    def bin_specs(self) -> tuple[BinSpec, ...]:
+        """Every bin geometry, the dataset's default (``bins.npy``) first; none with --no-bins."""
+        if not self.bins:
+            return ()
+        return (BinSpec(self.n_bins, self.bin_size), *(BinSpec(n, w) for w, n in self.more_bins))
 
     def windows(self) -> tuple[WindowSpec, ...]:
         """Strand-aware windows; offsets are in the direction of transcription."""
@@ -77,10 +92,43 @@ class FeaturizeParams:
         return BinSpec(self.n_bins, self.bin_size) if self.bins else None
 
 
-def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tuple[pd.DataFrame, Any, Any]:
+@dataclass(frozen=True)
+class ArrayTarget:
+    """Where a track job writes its binned arrays: the memory-mapped ``.npy`` files of the dataset
+    being written, at this track's (cell line, assay) position. Workers write their own slices, so
+    no track's bins travel back to the parent or wait in memory for the others."""
+
+    cell: int
+    assay: int
+    bins: dict[str, tuple[str, str]]  # geometry name -> (values file, coverage file)
+    regions: dict[str, str]  # geometry name -> region file (genes, cells, regions, assays, frame)
+
+
+def _write_arrays(target: ArrayTarget, res: Any) -> None:
+    """Write one track's bins and region bins into the dataset's memory-mapped files."""
+    f32 = np.finfo(np.float32).max  # overlapping items can push a bin past float32's range: clip, never inf
+    for name, (vfile, cfile) in target.bins.items():
+        values, cover = res.geometry_bins[name]
+        out = np.load(vfile, mmap_mode="r+")
+        out[:, target.cell, target.assay] = np.clip(values, -f32, f32)
+        out.flush()
+        cov = np.load(cfile, mmap_mode="r+")
+        cov[:, target.cell, target.assay] = cover
+        cov.flush()
+        del out, cov
+    for name, rfile in target.regions.items():
+        out = np.load(rfile, mmap_mode="r+")
+        out[:, target.cell, :, target.assay] = np.clip(res.region_bins[name], -f32, f32)
+        out.flush()
+        del out
+
+
+def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams, regions: Any = None,
+                target: ArrayTarget | None = None) -> pd.DataFrame:
     from epx.features.windows import bigwig_features
 
-    res = bigwig_features(path, genes, params.windows(), BW_STATS, params.bin_spec(), SLOPE_WINDOWS)
+    res = bigwig_features(path, genes, params.windows(), BW_STATS, params.bin_specs() or None, SLOPE_WINDOWS,
+                          regions=regions)
     table = res.table
     table.columns = [c.replace("_", ".", 1) for c in table.columns]
     # Many bigWigs omit zero-signal regions: a mean over covered bases alone is NaN (or inflated)
@@ -101,11 +149,9 @@ def _bigwig_job(path: str, genes: pd.DataFrame, params: FeaturizeParams) -> tupl
     absent = ~genes["chrom"].isin(present).to_numpy()
     if absent.any():
         table.loc[absent, :] = np.nan
-    # float32 storage; overlapping items can push a bin past float32's range: clip, never inf.
-    f32 = np.finfo(np.float32).max
-    bins = np.clip(res.bins, -f32, f32).astype(np.float32) if res.bins is not None else None
-    cov = res.bin_coverage.astype(np.float16) if res.bin_coverage is not None else None
-    return table, bins, cov
+    if target is not None:
+        _write_arrays(target, res)
+    return table
 
 
 def _bed_job(path: str, genes: pd.DataFrame, params: FeaturizeParams, chrom_sizes: dict[str, int] | None) -> pd.DataFrame:
@@ -116,16 +162,17 @@ def _bed_job(path: str, genes: pd.DataFrame, params: FeaturizeParams, chrom_size
     return table.rename(columns={"tss_distance": "tss.distance"})
 
 
-def _run_track(kind: str, path: str, genes: pd.DataFrame, params: FeaturizeParams, sizes: dict[str, int] | None):
+def _run_track(kind: str, path: str, genes: pd.DataFrame, params: FeaturizeParams, sizes: dict[str, int] | None,
+               regions: Any = None, target: ArrayTarget | None = None) -> pd.DataFrame:
     if kind == "bigwig":
-        return _bigwig_job(path, genes, params)
-    return _bed_job(path, genes, params, sizes), None, None
+        return _bigwig_job(path, genes, params, regions, target)
+    return _bed_job(path, genes, params, sizes)
 
 
 def _fingerprint(genes_paths: Sequence[Path], manifest: Path, labels: Sequence[str], tracks: pd.DataFrame,
-                 params: FeaturizeParams, build: str | None) -> dict[str, Any]:
+                 params: FeaturizeParams, build: str | None, pairs: dict[str, Path] | None = None) -> dict[str, Any]:
     label_paths = [item.partition("=")[2] for item in labels]
-    return {
+    out = {
         "params": {**asdict(params), "build": build},
         "selection": {"assays": sorted(set(tracks["assay"])), "cells": sorted(set(tracks["cell_line"]))},
         "genes": [file_fingerprint(p) for p in genes_paths],
@@ -136,6 +183,9 @@ def _fingerprint(genes_paths: Sequence[Path], manifest: Path, labels: Sequence[s
             for r in tracks.itertuples()
         ],
     }
+    if pairs:
+        out["pairs"] = {cell: file_fingerprint(p) for cell, p in pairs.items()}
+    return out
 
 
 def _is_up_to_date(output: Path, fingerprint: dict[str, Any]) -> bool:
@@ -147,6 +197,29 @@ def _is_up_to_date(output: Path, fingerprint: dict[str, Any]) -> bool:
     except json.JSONDecodeError:
         return False
     return meta.get("fingerprint") == json.loads(json.dumps(fingerprint))
+
+
+def resolve_pairs(items: Sequence[str], cells: Sequence[str]) -> dict[str, Path]:
+    """``--pairs FILE`` (every cell line) or ``--pairs CELL=FILE`` (one cell line's contacts,
+    repeatable) -> {cell line: file}; cell lines without a file get no distal regions."""
+    from epx.errors import require_file
+
+    out: dict[str, Path] = {}
+    shared: Path | None = None
+    for item in items:
+        cell, sep, path = item.partition("=")
+        if sep and cell in cells:
+            if cell in out:
+                raise EpxError(f"--pairs gives two files for cell line {cell!r}")
+            out[cell] = require_file(path, "pairs file")
+        elif sep and not Path(item).exists():
+            raise EpxError(f"--pairs {item}: {cell!r} is not a cell line of the manifest "
+                           f"(it has {', '.join(cells)}); use CELL=FILE, or FILE for every cell line")
+        else:
+            if shared is not None:
+                raise EpxError("--pairs gives two files for every cell line; use CELL=FILE to give one per cell line")
+            shared = require_file(item, "pairs file")
+    return {c: out.get(c, shared) for c in cells if out.get(c, shared) is not None}
 
 
 def featurize(
@@ -162,8 +235,13 @@ def featurize(
     progress: bool = True,
     assays: Sequence[str] = (),
     cells: Sequence[str] = (),
+    pairs: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed."""
+    """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed.
+
+    ``pairs``: promoter-to-region contact files (``FILE`` or ``CELL=FILE``, BEDPE or Chromoformer's
+    long format, see :mod:`epx.io.pairs`); each gene's top ``params.max_regions`` regions are binned
+    at every geometry beside the promoter bins."""
     output = Path(output)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise EpxError(f"--workers must be a whole number >= 1, got {workers!r}; omit it to use all cores")
@@ -172,14 +250,20 @@ def featurize(
         console.warn(message)
     tracks = inputs.manifest
     assert tracks is not None
-    fingerprint = _fingerprint([Path(g) for g in genes], Path(manifest), labels, tracks, params, build)
+    pair_files = resolve_pairs(pairs, list(dict.fromkeys(tracks["cell_line"])))
+    if pair_files and not params.bins:
+        raise EpxError("--pairs bins distal regions beside the promoter bins; drop --no-bins")
+    if pair_files and not (tracks["kind"] == "bigwig").any():
+        raise EpxError("--pairs needs bigWig tracks: distal regions are binned from signal, and this manifest "
+                       "has only BED peaks")
+    fingerprint = _fingerprint([Path(g) for g in genes], Path(manifest), labels, tracks, params, build, pair_files)
     if output.exists() and not force and _is_up_to_date(output, fingerprint):
         return {"up_to_date": True, "dataset": str(output)}
-    refuse_overlap(output, [*genes, manifest, *(item.partition("=")[2] for item in labels)])
+    refuse_overlap(output, [*genes, manifest, *(item.partition("=")[2] for item in labels), *pair_files.values()])
     check_output(output, force, "dataset")  # before the work: foreign files, writability
     with atomic_dir(output, "dataset", force=force) as tmp:  # locked until the dataset is in place
-        gene_table, cells, assays, bins, feature_names = _compute_and_write(
-            tmp, inputs, tracks, params, build, fingerprint, workers, progress)
+        gene_table, cells, assays, bins, feature_names, regions = _compute_and_write(
+            tmp, inputs, tracks, params, build, fingerprint, workers, progress, pair_files)
     return {
         "up_to_date": False,
         "dataset": str(output),
@@ -187,7 +271,9 @@ def featurize(
         "cell_lines": cells,
         "assays": assays,
         "features": len(feature_names),
-        "bins": None if bins is None else list(bins.shape),
+        "bins": None if bins is None else list(bins),
+        "geometries": [b.name for b in params.bin_specs()] if bins is not None else [],
+        "regions": regions,
     }
 
 
@@ -206,11 +292,11 @@ def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results: dict, params: FeaturizeParams):
-    """Per-cell feature tables (missing assays -> NaN columns) and the binned-track array."""
+def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results: dict) -> pd.DataFrame:
+    """Per-cell feature tables (missing assays -> NaN columns), stacked."""
     frames = []
     columns: list[str] = []
-    for (_cell, assay, kind), (table, _b, _c) in results.items():
+    for (_cell, assay, kind), table in results.items():
         tag = "bw" if kind == "bigwig" else "bed"
         for c in table.columns:
             name = f"{assay}.{tag}.{c}"
@@ -219,7 +305,7 @@ def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results:
     order = sorted(columns, key=lambda c: (assays.index(c.split(".")[0]), c.split(".")[1], columns.index(c)))
     for cell in cells:
         parts = {}
-        for (c, assay, kind), (table, _b, _cov) in results.items():
+        for (c, assay, kind), table in results.items():
             if c != cell:
                 continue
             tag = "bw" if kind == "bigwig" else "bed"
@@ -229,29 +315,130 @@ def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results:
         frame.insert(0, "cell_line", cell)
         frame.insert(0, "gene_id", genes["gene_id"].to_numpy())
         frames.append(frame)
-    raw = pd.concat(frames, ignore_index=True)
+    return pd.concat(frames, ignore_index=True)
 
-    bins = cov = None
-    if params.bins and any(kind == "bigwig" for (_c, _a, kind) in results):
-        bins = np.zeros((len(genes), len(cells), len(assays), params.n_bins), dtype=np.float32)
-        cov = np.zeros_like(bins, dtype=np.float16)
-        for (cell, assay, kind), (_t, b, c) in results.items():
-            if kind == "bigwig" and b is not None:
-                bins[:, cells.index(cell), assays.index(assay)] = b
-                cov[:, cells.index(cell), assays.index(assay)] = c
-    return raw, bins, cov
+
+def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], params: FeaturizeParams,
+                 with_regions: bool) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+    """Create the zero-filled binned arrays in ``tmp`` (sparse files until written): per geometry
+    ``bins[_NAME].npy`` (genes, cells, assays, bins) float32 and its float16 coverage, and with
+    regions ``regions_NAME.npy`` (genes, cells, regions, assays, frame) float32."""
+    bins: dict[str, tuple[str, str]] = {}
+    regions: dict[str, str] = {}
+    for k, spec in enumerate(params.bin_specs()):
+        stem = "bins" if k == 0 else f"bins_{spec.name}"
+        shape = (n_genes, len(cells), len(assays), spec.n_bins)
+        np.lib.format.open_memmap(tmp / f"{stem}.npy", mode="w+", dtype=np.float32, shape=shape).flush()
+        np.lib.format.open_memmap(tmp / f"{stem}_coverage.npy", mode="w+", dtype=np.float16, shape=shape).flush()
+        bins[spec.name] = (str(tmp / f"{stem}.npy"), str(tmp / f"{stem}_coverage.npy"))
+        if with_regions:
+            shape_r = (n_genes, len(cells), params.max_regions, len(assays), spec.frame_bins(params.max_region_width))
+            np.lib.format.open_memmap(tmp / f"regions_{spec.name}.npy", mode="w+", dtype=np.float32, shape=shape_r).flush()
+            regions[spec.name] = str(tmp / f"regions_{spec.name}.npy")
+    return bins, regions
+
+
+def _bin_statistics(path: str, chunk: int = 2048) -> dict[str, list]:
+    """Mean and sd of log1p(bins) per (cell line, assay), streamed over genes from the file."""
+    arr = np.load(path, mmap_mode="r")
+    n, c, a, b = arr.shape
+    s1 = np.zeros((c, a))
+    s2 = np.zeros((c, a))
+    for start in range(0, n, chunk):
+        logged = np.log1p(np.clip(np.asarray(arr[start:start + chunk], dtype=np.float64), 0, None))
+        s1 += logged.sum(axis=(0, 3))
+        s2 += (logged * logged).sum(axis=(0, 3))
+    count = max(n * b, 1)
+    mean = s1 / count
+    sd = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
+    return {"mean": mean.tolist(), "sd": np.where(sd > 1e-12, sd, 1.0).tolist()}
+
+
+def _past_chrom_end(genes: pd.DataFrame, sizes: dict[str, dict[str, int]], spec: BinSpec) -> int:
+    """Genes whose bin window at ``spec`` runs past a chromosome end (those bins are padded with 0)."""
+    from epx.features.windows import bin_span
+    from epx.io.chroms import canonical_chrom
+
+    longest: dict[str, int] = {}
+    for per_cell in sizes.values():
+        for chrom, size in per_cell.items():
+            key = canonical_chrom(chrom)
+            longest[key] = max(longest.get(key, 0), int(size))
+    size = genes["chrom"].map(longest).to_numpy(dtype=np.float64)
+    sign = np.where(genes["strand"].to_numpy() == "-", -1, 1)
+    lo, hi = bin_span(genes["tss"].to_numpy(np.int64), sign, spec)
+    known = np.isfinite(size)
+    return int(((lo < 0) | (hi > np.nan_to_num(size, nan=np.inf)))[known].sum())
+
+
+def _read_regions(pair_files: dict[str, Path], genes: pd.DataFrame, params: FeaturizeParams,
+                  sizes: dict[str, dict[str, int]]) -> pd.DataFrame:
+    """The distal regions of every cell line with a pairs file: gene_id, cell_line, slot, chrom,
+    start, end, score (one read per distinct file)."""
+    from epx.io.chroms import canonical_chrom
+    from epx.io.pairs import read_pairs
+
+    chrom_sizes: dict[str, int] = {}
+    for per_cell in sizes.values():
+        for chrom, size in per_cell.items():
+            chrom_sizes[canonical_chrom(chrom)] = max(chrom_sizes.get(canonical_chrom(chrom), 0), int(size))
+    by_file: dict[Path, pd.DataFrame] = {}
+    frames = []
+    for cell, path in pair_files.items():
+        if path not in by_file:
+            res = read_pairs(path, genes, max_regions=params.max_regions, max_region_width=params.max_region_width,
+                             chrom_sizes=chrom_sizes or None)
+            for message in res.warnings:
+                console.warn(message)
+            by_file[path] = res.table
+        frames.append(by_file[path].assign(cell_line=cell))
+    table = pd.concat(frames, ignore_index=True)
+    return table[["gene_id", "cell_line", "slot", "chrom", "start", "end", "score"]]
+
+
+def _region_input(regions: pd.DataFrame, genes: pd.DataFrame, cell: str, params: FeaturizeParams) -> Any:
+    from epx.features.windows import RegionInput
+
+    mine = regions[regions["cell_line"] == cell]
+    pos = pd.Index(genes["gene_id"]).get_indexer(mine["gene_id"])
+    return RegionInput(gene_row=pos.astype(np.int64), slot=mine["slot"].to_numpy(np.int64),
+                       start=mine["start"].to_numpy(np.int64), end=mine["end"].to_numpy(np.int64),
+                       n_regions=params.max_regions, max_width=params.max_region_width)
 
 
 def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: FeaturizeParams, build: str | None,
-                       fingerprint: dict[str, Any], workers: int | None, progress: bool):
-    """Run every track job, assemble and normalise, and write the dataset files into ``tmp``."""
+                       fingerprint: dict[str, Any], workers: int | None, progress: bool,
+                       pair_files: dict[str, Path] | None = None):
+    """Run every track job (each writes its bins into the dataset's memory-mapped arrays), then
+    assemble and normalise the features and write the remaining dataset files into ``tmp``."""
     gene_table = inputs.genes
     cells = list(dict.fromkeys(tracks["cell_line"]))
     assays = list(dict.fromkeys(tracks["assay"]))
     sizes = _chrom_sizes(tracks)
     n_workers = max(1, min(workers or os.cpu_count() or 1, len(tracks)))
+    has_bigwig = bool((tracks["kind"] == "bigwig").any())
+    specs = params.bin_specs() if has_bigwig else ()
+    regions = _read_regions(pair_files, gene_table, params, sizes) if pair_files else None
+    for spec in specs:
+        past = _past_chrom_end(gene_table, sizes, spec)
+        if past:
+            console.warn(f"bin geometry {spec.name}: the windows of {past:,} gene(s) run past a chromosome end; "
+                         "those bins are 0 with coverage 0")
+    tmp.mkdir(parents=True, exist_ok=True)
+    bin_files, region_files = _open_arrays(tmp, len(gene_table), cells, assays, params, regions is not None) \
+        if specs else ({}, {})
 
-    results: dict[tuple[str, str, str], tuple] = {}
+    def job_args(r) -> tuple:
+        target = None
+        region_input = None
+        if r.kind == "bigwig" and specs:
+            target = ArrayTarget(cells.index(r.cell_line), assays.index(r.assay), bin_files,
+                                 region_files if regions is not None and r.cell_line in (pair_files or {}) else {})
+            if target.regions:
+                region_input = _region_input(regions, gene_table, r.cell_line, params)
+        return (r.kind, r.path, gene_table, params, sizes.get(r.cell_line), region_input, target)
+
+    results: dict[tuple[str, str, str], pd.DataFrame] = {}
     jobs = list(tracks.itertuples())
     with console.progress(progress) as bar:
         overall = bar.add_task(f"featurize {len(jobs)} tracks", total=len(jobs))
@@ -261,7 +448,7 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
             for r in jobs:
                 key = (r.cell_line, r.assay, r.kind)
                 bar.update(per_track[key], visible=True)
-                results[key] = _run_track(r.kind, r.path, gene_table, params, sizes.get(r.cell_line))
+                results[key] = _run_track(*job_args(r))
                 bar.update(per_track[key], completed=1, visible=False)
                 bar.advance(overall)
         else:
@@ -273,7 +460,7 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
                 def submit_next() -> None:
                     r = pending.pop(0)
                     key = (r.cell_line, r.assay, r.kind)
-                    futures[pool.submit(_run_track, r.kind, r.path, gene_table, params, sizes.get(r.cell_line))] = key
+                    futures[pool.submit(_run_track, *job_args(r))] = key
                     bar.update(per_track[key], visible=True)
 
                 for _ in range(min(n_workers, len(pending))):
@@ -287,7 +474,7 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
                     if pending:
                         submit_next()
 
-    raw, bins, bins_cov = _assemble(gene_table, cells, assays, results, params)
+    raw = _assemble(gene_table, cells, assays, results)
     raw = derive_features(raw, gene_table, assays)
     normalised = normalise_features(raw)
     feature_names = [c for c in raw.columns if c not in ("gene_id", "cell_line")]
@@ -304,17 +491,37 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
         "tracks": [{**r, "format": inputs.formats.get(f"{r['cell_line']}/{r['assay']}/{r['kind']}")}
                    for r in tracks.drop(columns=["line"]).to_dict(orient="records")],
         "bin_size": params.bin_size,
-        "n_bins": params.n_bins if bins is not None else 0,
+        "n_bins": params.n_bins if specs else 0,
         "normalisation": "log1p (signed for signed features), then z-score per cell line and feature",
     }
-    if bins is not None:
-        logged = np.log1p(np.clip(bins, 0, None))
+    if specs:
+        geometries = []
+        for spec in specs:
+            vfile, cfile = bin_files[spec.name]
+            stats = _bin_statistics(vfile)
+            geometries.append({"name": spec.name, "bin_size": spec.bin_size, "n_bins": spec.n_bins,
+                               "file": Path(vfile).name, "coverage": Path(cfile).name, "normalisation": stats})
         meta["bins_normalisation"] = {
-            "mean": logged.mean(axis=(0, 3)).tolist(),
-            "sd": np.where(logged.std(axis=(0, 3)) > 0, logged.std(axis=(0, 3)), 1.0).tolist(),
+            **geometries[0]["normalisation"],
             "uncovered": "bases without data count as 0 in a bin; bins_coverage.npy records the covered fraction",
         }
+        meta["geometries"] = geometries
+    region_summary = None
+    if regions is not None:
+        n_with = regions.groupby("cell_line")["gene_id"].nunique().to_dict()
+        meta["regions"] = {
+            "max_regions": params.max_regions, "max_region_width": params.max_region_width,
+            "files": {spec.name: Path(region_files[spec.name]).name for spec in specs},
+            "frames": {spec.name: spec.frame_bins(params.max_region_width) for spec in specs},
+            "cell_lines": sorted(pair_files or {}), "genes_with_regions": n_with, "regions": int(len(regions)),
+            "pairs": {cell: str(p) for cell, p in (pair_files or {}).items()},
+            "layout": "regions_GEOMETRY.npy: (genes, cell lines, regions, assays, frame) float32, mean signal per "
+                      "bin of each region centred in a frame max_region_width wide (0 outside the region)",
+        }
+        regions.to_parquet(tmp / "regions.parquet", index=False)
+        region_summary = {"regions": int(len(regions)), "genes": n_with}
     label_table = inputs.labels
-    write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised,
-                  features_raw=raw, bins=bins, bins_coverage=bins_cov)
-    return gene_table, cells, assays, bins, feature_names
+    write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised, features_raw=raw,
+                  binned=bool(specs))
+    shape = (len(gene_table), len(cells), len(assays), params.n_bins) if specs else None
+    return gene_table, cells, assays, shape, feature_names, region_summary

@@ -95,9 +95,20 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
                                f"across marks depend on the assay set: featurize with --assays {','.join(trained['assays'])}",
                                path=ds.path)
     mine = dataset_geometry(ds.meta)
+    geometries = list(config.get("geometries") or [])
+    if kind == "binned" and geometries:
+        missing = [g for g in geometries if g not in ds.geometry_names]
+        if missing:
+            raise DatasetError(f"lacks bin geometry {missing[0]} that run {run_dir} was trained on (run: "
+                               f"{', '.join(geometries)}; dataset: {', '.join(ds.geometry_names) or 'none'}); featurize "
+                               f"the new data with --bins {','.join(geometries)}", path=ds.path)
+        if config.get("regions"):
+            _check_regions(run_dir, config, ds)
     for key, value in trained["geometry"].items():
         if kind == "tabular" and key in ("n_bins", "bin_size"):
             continue  # tabular features do not depend on the bins
+        if geometries and key in ("n_bins", "bin_size"):
+            continue  # checked by name above: the run's geometries need not be the dataset's default
         if key in mine and mine[key] != value:
             option = "--" + key.replace("_", "-").replace("n-bins", "bins")
             raise DatasetError(f"was featurized with {option} {mine[key]}, run {run_dir} with {value}; "
@@ -108,6 +119,20 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
         if missing:
             raise DatasetError(f"lacks feature {missing[0]!r} that run {run_dir} was trained on "
                                f"({len(missing)} of {len(config['features'])} missing)", path=ds.path)
+
+
+def _check_regions(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
+    """A run trained with distal regions needs them, framed the same way, in the new dataset."""
+    if not ds.has_regions:
+        raise DatasetError(f"has no distal regions, and run {run_dir} was trained with them; featurize the new data "
+                           "with --pairs FILE", path=ds.path)
+    trained = config.get("region_params") or {}
+    mine = ds.meta["regions"]
+    for key in ("max_regions", "max_region_width"):
+        if key in trained and int(mine[key]) != int(trained[key]):
+            option = "--" + key.replace("_", "-")
+            raise DatasetError(f"was featurized with {option} {mine[key]}, run {run_dir} with {trained[key]}; "
+                               f"featurize the new data with {option} {trained[key]}", path=ds.path)
 
 
 def reference_genes(run_dir: Path) -> list[str]:
@@ -186,17 +211,26 @@ class _RowInputs:
             assays = training_inputs(config)["assays"] or ds.assays
             self.names = list(assays)
             cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
-            self.view = ds.bin_view(self.gene_pos, cell_pos, self.names,
-                                    stats=None if basis is None else ds.bin_stats(basis))
-            self.view.require_finite(rows, self.names)
+            self.bins = {}
+            for name in config.get("geometries") or [None]:
+                stats = None if basis is None else ds.bin_stats(basis, name)
+                view = ds.bin_view(self.gene_pos, cell_pos, self.names, stats=stats, geometry=name)
+                view.require_finite(rows, self.names)
+                self.bins[name or ds.geometry_names[0]] = view
+            self.view = next(iter(self.bins.values()))
+            self.regions = None
+            if config.get("regions"):
+                stats_by = None if basis is None else {n: ds.bin_stats(basis, n) for n in self.bins}
+                self.regions = ds.region_view(self.gene_pos, cell_pos, self.names, list(self.bins), stats_by)
 
     def chunk(self, start: int, stop: int) -> FoldData:
         rows = self.rows.iloc[start:stop].reset_index(drop=True)
         if self.kind == "tabular":
-            X = self.X[start:stop]
-        else:
-            X = self.view.take(slice(start, stop))
-        return FoldData(X=X, y=None, rows=rows, feature_names=list(self.names))
+            return FoldData(X=self.X[start:stop], y=None, rows=rows, feature_names=list(self.names))
+        part = slice(start, stop)
+        bins = {name: view.take(part) for name, view in self.bins.items()}
+        return FoldData(X=next(iter(bins.values())), y=None, rows=rows, feature_names=list(self.names), bins=bins,
+                        regions=None if self.regions is None else self.regions.take(part))
 
 
 def _trained_rows(run_dir: Path, rows: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:

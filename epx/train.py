@@ -79,6 +79,7 @@ class TrainOptions:
     seeds: int = 1  # train each fold with seeds seed, seed+1, ..., seed+seeds-1 and average them
     shap_rows: int = 500  # SHAP on a seeded sample of each fold's test rows: pred_contrib is costly
     assays: Sequence[str] = ()  # train on these assays only (binned: their tracks; tabular: their features)
+    bins: Sequence[str] = ()  # binned models: the dataset's bin geometries to read (default: the spec's, or the first)
 
 
 def seed_values(options: TrainOptions) -> list[int]:
@@ -170,12 +171,43 @@ def _check_split_matches(split: pd.DataFrame, ds: Dataset, path: Path, allow_sub
     return int(in_split.sum())
 
 
+def resolve_geometries(ds: Dataset, spec: ModelSpec, chosen: Sequence[str] = ()) -> list[str]:
+    """The bin geometries a binned model reads: ``--bins``, else the spec's, else the dataset's
+    default. A geometry the dataset lacks is one line naming the featurize option that adds it."""
+    if spec.input_kind != "binned":
+        if chosen:
+            raise EpxError(f"--bins chooses bin geometries for binned models; {spec.name!r} reads {spec.input_kind} input")
+        return []
+    if chosen:
+        from epx.features.geometry import parse_geometry_names
+
+        names = list(parse_geometry_names(",".join(chosen), "--bins"))
+        if len(names) > 1 and not spec.geometries:
+            raise EpxError(f"model {spec.name!r} reads one bin geometry; give one with --bins "
+                           f"(the dataset has {', '.join(ds.geometry_names)})")
+    else:
+        names = list(spec.geometries) or ds.geometry_names[:1]
+    have = ds.geometry_names
+    missing = [n for n in names if n not in have]
+    if missing:
+        wanted = ",".join(dict.fromkeys([*names, *have]))
+        how = "" if chosen else f", or choose the dataset's with epx train --bins {','.join(have)}"
+        raise DatasetError(f"model {spec.name!r} needs bin geometry {missing[0]} (width x bins), which the dataset "
+                           f"lacks (it has {', '.join(have) or 'none'}); re-run epx featurize with --bins {wanted}{how}",
+                           path=ds.path)
+    return names
+
+
 class _Inputs:
     """Model inputs and labels aligned to the rows of a split table."""
 
-    def __init__(self, ds: Dataset, split: pd.DataFrame, input_kind: str, assays: Sequence[str] = ()):
+    def __init__(self, ds: Dataset, split: pd.DataFrame, input_kind: str, assays: Sequence[str] = (),
+                 geometries: Sequence[str] = (), regions: bool = False,
+                 stats: Callable[[str], Any] | None = None):
         self.ds = ds
         self.kind = input_kind
+        self.bins: dict[str, BinnedRows] = {}
+        self.regions = None
         rows = split[["gene_id", "cell_line"]].copy()
         gene_pos = ds.gene_index(rows["gene_id"])
         rows["gene_name"] = ds.genes["gene_name"].to_numpy()[gene_pos]
@@ -202,8 +234,14 @@ class _Inputs:
             # from the memory-mapped bins on demand
             cell_pos = np.array([ds.cell_lines.index(c) for c in rows["cell_line"]])
             self.feature_names = list(assays or ds.assays)
-            self.X = ds.bin_view(gene_pos, cell_pos, self.feature_names)
-            self.X.require_finite(rows, self.feature_names)
+            for name in geometries or ds.geometry_names[:1]:
+                st = stats(name) if stats is not None else None
+                self.bins[name] = ds.bin_view(gene_pos, cell_pos, self.feature_names, stats=st, geometry=name)
+                self.bins[name].require_finite(rows, self.feature_names)
+            self.X = next(iter(self.bins.values()))
+            if regions and ds.has_regions:
+                st = {n: stats(n) for n in self.bins} if stats is not None else None
+                self.regions = ds.region_view(gene_pos, cell_pos, self.feature_names, list(self.bins), st)
         else:
             raise PluginError(f"input kind {input_kind!r} is not available from a dataset directory yet")
 
@@ -223,8 +261,12 @@ class _Inputs:
     def fold_data(self, idx: np.ndarray, with_targets: bool, target: str) -> FoldData:
         t = self.targets(idx, target) if with_targets else {}
         X = self.X.take(idx) if isinstance(self.X, BinnedRows) else self.X[idx]
+        bins = {name: view.take(idx) for name, view in self.bins.items()}
+        if bins:
+            X = next(iter(bins.values()))
         return FoldData(X=X, y=t.get(target) if with_targets else None,
-                        rows=self.rows.iloc[idx].reset_index(drop=True), feature_names=list(self.feature_names), targets=t)
+                        rows=self.rows.iloc[idx].reset_index(drop=True), feature_names=list(self.feature_names), targets=t,
+                        bins=bins, regions=None if self.regions is None else self.regions.take(idx))
 
 
 def _global_truth(inp: _Inputs, target: str) -> np.ndarray:
@@ -285,9 +327,13 @@ def train(
     if unknown:
         raise EpxError(f"assay {unknown[0]!r} is not in the dataset (it has {', '.join(ds.assays)})", path=ds.path)
     params = spec.resolve_params(options.params)
+    geometries = resolve_geometries(ds, spec, options.bins)
     split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
-    inp = _Inputs(ds, split, spec.input_kind, options.assays)
+    inp = _Inputs(ds, split, spec.input_kind, options.assays, geometries, spec.regions)
+    if spec.regions and not ds.has_regions:
+        console.warn(f"dataset {ds.path} has no distal regions (epx featurize --pairs FILE adds them); "
+                     f"{spec.name} runs on the promoter bins alone")
     _check_non_negative(ds, inp, target)
     truth = _global_truth(inp, target)
     folds = list(iter_folds(split))
@@ -345,6 +391,10 @@ def train(
             # what epx predict checks: the assays trained on, out of the dataset's
             "assays": list(options.assays) or ds.assays, "dataset_assays": ds.assays,
             "geometry": dataset_geometry(ds.meta),
+            # binned models: the geometries read and whether distal regions were (epx predict checks both)
+            "geometries": geometries, "regions": inp.regions is not None,
+            "region_params": {k: ds.meta["regions"][k] for k in ("max_regions", "max_region_width")}
+            if inp.regions is not None else None,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         split.to_csv(tmp / "split.tsv", sep="\t", index=False)

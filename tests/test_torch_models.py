@@ -190,7 +190,7 @@ def test_predict_refuses_another_bin_geometry(cnn_run, demo_study, run, tmp_path
     assert run("featurize", "--genes", demo_study / "genes.tsv", "--manifest", demo_study / "manifest.tsv",
                "--cells", "X3", "--bins", "50", "--bin-size", "200", "-o", ds, "--workers", "1").exit_code == 0
     result = run("predict", run_dir, ds, "-o", tmp_path / "out")
-    assert result.exit_code == 2 and "--bins 50" in result.stderr and "featurize the new data with --bins 100" in result.stderr
+    assert result.exit_code == 2 and "200x50" in result.stderr and "featurize the new data with --bins 100x100" in result.stderr
     assert not (tmp_path / "out").exists()
 
 

@@ -65,6 +65,7 @@ from epx.io.bigwig import (
     overlapping,
     restrict_to_regions,
 )
+from epx.features.geometry import BinSpec
 from epx.io.chroms import alias_map
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "sum", "coverage", "slope")
@@ -106,14 +107,6 @@ DEFAULT_WINDOWS: tuple[WindowSpec, ...] = (
     WindowSpec("upstream", "tss", -10000, -2000),
     WindowSpec("downstream", "tes", 0, 10000),
 )
-
-
-@dataclass(frozen=True)
-class BinSpec:
-    """``n_bins`` bins of ``bin_size`` bp around the TSS (default 100 x 100 bp = TSS +/- 5 kb)."""
-
-    n_bins: int = 100
-    bin_size: int = 100
 
 
 def gene_windows(
@@ -542,12 +535,18 @@ def bin_matrix(
     tss = np.asarray(tss, dtype=np.int64)
     sign = np.asarray(sign)
     g, nb, w = len(tss), bins.n_bins, bins.bin_size
-    values = np.zeros((g, nb))
-    cover = np.zeros((g, nb))
     if g == 0 or sig.n == 0:
-        return values, cover
-    bounds = _bin_bounds(tss, sign, chrom_size, bins)
-    # Genes in genomic order keep reduceat's work linear (see below); results go back after.
+        return np.zeros((g, nb)), np.zeros((g, nb))
+    sums, covered = bounded_sums(sig, _bin_bounds(tss, sign, chrom_size, bins))
+    return _downstream_right(sums / w, sign), _downstream_right(covered / w, sign)
+
+
+def bounded_sums(sig: ChromSignal, bounds: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sum of the signal and covered bases in each bin ``[bounds[r, k], bounds[r, k + 1])``:
+    ``(sums, covered)``, both ``(rows, k)`` float64. Rows are contiguous, non-decreasing bin
+    boundaries (an empty bin, where two boundaries are equal, gives 0)."""
+    g, nb = bounds.shape[0], bounds.shape[1] - 1
+    # Rows in genomic order keep reduceat's work linear (see below); results go back after.
     by_pos = np.argsort(bounds[:, 0], kind="stable")
     flat = bounds[by_pos].ravel()
     # j: the first interval ending after boundary x; part: its bases before x (0 if it starts
@@ -560,16 +559,52 @@ def bin_matrix(
     part = flat - starts_pad[j]
     np.maximum(part, 0, out=part)  # 0 for j = n (past the last interval)
     f_cnt = (sig.count_prefix()[j] + part).reshape(g, nb + 1)
-    cover = np.diff(f_cnt, axis=1).astype(np.float64) / w
+    covered = np.empty((g, nb))
+    covered[by_pos] = np.diff(f_cnt, axis=1).astype(np.float64)
     terms = sig.padded("length") * v_pad  # L * v per interval, exact; the padding entry is 0
     full = np.add.reduceat(terms, j).reshape(g, nb + 1)[:, :nb]
     jj = j.reshape(g, nb + 1)
     full[jj[:, 1:] <= jj[:, :-1]] = 0.0  # reduceat gives terms[j] for an empty range
     pv = (part * v_pad[j]).reshape(g, nb + 1)
-    values = np.empty((g, nb))
-    values[by_pos] = (full + pv[:, 1:] - pv[:, :-1]) / w
-    cover[by_pos] = cover.copy()
-    return _downstream_right(values, sign), _downstream_right(cover, sign)
+    sums = np.empty((g, nb))
+    sums[by_pos] = full + pv[:, 1:] - pv[:, :-1]
+    return sums, covered
+
+
+def region_bounds(starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bin boundaries of distal regions placed in a frame of ``frame`` bins, as Chromoformer does:
+    a region of ``n = ceil(length / bin_size)`` bins (the last one partial) sits at bin
+    ``left = ceil((frame - n) / 2)``; returns ``(bounds (m, frame + 1), left)``. Frame bins outside
+    the region are empty (equal boundaries)."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    n = np.minimum(-(-(ends - starts) // bin_size), frame)
+    left = -(-(frame - n) // 2)
+    k = np.arange(frame + 1, dtype=np.int64)[None, :] - left[:, None]  # bin index within the region
+    bounds = starts[:, None] + np.clip(k, 0, n[:, None]) * bin_size
+    return np.minimum(bounds, ends[:, None]), left
+
+
+def region_matrix(sig: ChromSignal | None, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                  starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> np.ndarray:
+    """Mean signal per bin of each distal region in its centred frame, ``(m, frame)`` float64:
+    sum over the bin / the bin's length within the region (uncovered bases count as 0), 0 in the
+    padding. Regions are on the forward strand (a pCRE has no orientation). ``sig`` is the
+    disjoint-interval signal; ``pairs`` = (starts, ends, values) of overlapping items instead."""
+    m = len(starts)
+    if m == 0:
+        return np.zeros((0, frame))
+    bounds, _left = region_bounds(starts, ends, bin_size, frame)
+    length = np.diff(bounds, axis=1).astype(np.float64)
+    if pairs is not None:
+        res = pair_window_stats(*pairs, bounds[:, :-1].ravel(), bounds[:, 1:].ravel(), stats=())
+        sums = res["_s1"].reshape(m, frame)
+    elif sig is None or sig.n == 0:
+        return np.zeros((m, frame))
+    else:
+        sums, _ = bounded_sums(sig, bounds)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(length > 0, sums / np.maximum(length, 1.0), 0.0)
 
 
 def _bin_bounds(tss: np.ndarray, sign: np.ndarray, chrom_size: int, bins: BinSpec) -> np.ndarray:
@@ -694,11 +729,30 @@ def pair_bin_matrix(
 # --------------------------------------------------------------------------------------------
 @dataclass
 class TrackFeatures:
-    """Features of one track for a gene table (rows in gene-table order)."""
+    """Features of one track for a gene table (rows in gene-table order).
+
+    ``bins``/``bin_coverage`` are the first geometry's; ``geometry_bins`` maps every geometry's
+    name to ``(values, coverage)``; ``region_bins`` maps it to the distal regions' binned signal
+    ``(genes, n_regions, frame)`` (0 where a gene has no region in a slot)."""
 
     table: pd.DataFrame
     bins: np.ndarray | None = None
     bin_coverage: np.ndarray | None = None
+    geometry_bins: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    region_bins: dict[str, np.ndarray] | None = None
+
+
+@dataclass
+class RegionInput:
+    """Distal regions (pCREs) of the genes: the gene's row in the gene table, the slot, and
+    ``[start, end)`` on the gene's chromosome; each is binned in a frame ``max_width`` wide."""
+
+    gene_row: np.ndarray
+    slot: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    n_regions: int
+    max_width: int
 
 
 def gene_arrays(genes: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -729,13 +783,16 @@ def bigwig_features(
     genes: pd.DataFrame,
     windows: Sequence[WindowSpec] = DEFAULT_WINDOWS,
     stats: Sequence[str] = STATS,
-    bins: BinSpec | None = BinSpec(),
+    bins: BinSpec | Sequence[BinSpec] | None = BinSpec(),
     slope_windows: Sequence[str] | None = None,
+    regions: RegionInput | None = None,
 ) -> TrackFeatures:
-    """Window statistics (columns ``{window}_{stat}``) and TSS bins of one bigWig for all genes.
+    """Window statistics (columns ``{window}_{stat}``), TSS bins at every geometry and the distal
+    regions' bins of one bigWig for all genes.
 
-    Streams chromosome by chromosome: merges all windows and bin spans of the chromosome, reads
-    and inflates each overlapping block once, then computes everything from the interval arrays.
+    Streams chromosome by chromosome: merges all windows, bin spans and regions of the chromosome,
+    reads and inflates each overlapping block once, then computes everything from the interval
+    arrays (so three geometries cost one read, not three).
     Genes on chromosomes absent from the file get uncovered values (NaN, or 0 for sum/coverage).
     ``slope_windows`` limits the slope (the costliest statistic) to the named windows (None: all).
     """
@@ -743,6 +800,7 @@ def bigwig_features(
     unknown = set(stats) - set(STATS)
     if unknown:
         raise ValueError(f"unknown statistics: {sorted(unknown)}")
+    geometries: list[BinSpec] = [] if bins is None else [bins] if isinstance(bins, BinSpec) else list(bins)
     arr = gene_arrays(genes)
     g = len(genes)
     sloped = {w.name for w in windows} if slope_windows is None else set(slope_windows)
@@ -752,8 +810,10 @@ def bigwig_features(
             if st == "slope" and spec.name not in sloped:
                 continue
             cols[f"{spec.name}_{st}"] = np.full(g, 0.0 if st in ("sum", "coverage") else np.nan)
-    bin_vals = np.zeros((g, bins.n_bins)) if bins is not None else None
-    bin_cov = np.zeros((g, bins.n_bins)) if bins is not None else None
+    binned = {b.name: (np.zeros((g, b.n_bins)), np.zeros((g, b.n_bins))) for b in geometries}
+    frames = {b.name: b.frame_bins(regions.max_width) for b in geometries} if regions is not None else {}
+    region_out = {name: np.zeros((g, regions.n_regions, f), np.float32) for name, f in frames.items()}
+    region_rows = _regions_by_gene_chrom(regions, genes) if regions is not None else {}
     with BigWigReader(path) as reader:
         sizes = reader.chroms()
         amap = alias_map(sizes, path=path)
@@ -769,22 +829,33 @@ def bigwig_features(
                 wins.append((spec, np.clip(ws, 0, size), np.clip(we, 0, size)))
             all_s = [w[1] for w in wins]
             all_e = [w[2] for w in wins]
-            if bins is not None:
-                lo, hi = bin_span(tss, sg, bins)
+            for b in geometries:
+                lo, hi = bin_span(tss, sg, b)
                 all_s.append(np.clip(lo, 0, size))
                 all_e.append(np.clip(hi, 0, size))
-            regions = merge_windows(np.concatenate(all_s), np.concatenate(all_e))
-            if len(regions) == 0:
+            ridx = region_rows.get(chrom, np.zeros(0, np.int64))
+            if len(ridx):
+                rs = np.clip(regions.start[ridx], 0, size)
+                re_ = np.clip(regions.end[ridx], 0, size)
+                all_s.append(rs)
+                all_e.append(re_)
+            merged = merge_windows(np.concatenate(all_s), np.concatenate(all_e))
+            if len(merged) == 0:
                 continue
-            s, e, v = reader.intervals(fchrom, regions)
+            s, e, v = reader.intervals(fchrom, merged)
             if overlapping(s, e):
                 _overlapping_chrom(cols, (s, e, v), wins, rows, sg, stats, sloped)
-                if bins is not None:
-                    bin_vals[rows], bin_cov[rows] = pair_bin_matrix(s, e, v, tss, sg, size, bins)
+                for b in geometries:
+                    vals, cov = pair_bin_matrix(s, e, v, tss, sg, size, b)
+                    binned[b.name][0][rows], binned[b.name][1][rows] = vals, cov
+                if len(ridx):
+                    for b in geometries:
+                        m = region_matrix(None, (s, e, v), rs, re_, b.bin_size, frames[b.name])
+                        region_out[b.name][regions.gene_row[ridx], regions.slot[ridx]] = m
                 continue
             # One pass over all window types for everything but the slope, one for the slope of
             # the windows that want it, and the bins: all on the same intervals.
-            sig = ChromSignal(s, e, v, regions)
+            sig = ChromSignal(s, e, v, merged)
             base = [st for st in stats if st != "slope"]
             if "slope" in stats:
                 base = list(dict.fromkeys(base + ["s2"]))
@@ -806,11 +877,30 @@ def bigwig_features(
                 slope = _slope(sig, sws, swe, np.tile(sg, len(ks)), res["n"][idx], res["s1"][idx], res["s2"][idx])
                 for j, k in enumerate(ks):
                     cols[f"{wins[k][0].name}_slope"][rows] = slope[j * nw : (j + 1) * nw]
-            if bins is not None:
-                bin_vals[rows], bin_cov[rows] = bin_matrix(sig, tss, sg, size, bins)
+            for b in geometries:
+                vals, cov = bin_matrix(sig, tss, sg, size, b)
+                binned[b.name][0][rows], binned[b.name][1][rows] = vals, cov
+            if len(ridx):
+                for b in geometries:
+                    m = region_matrix(sig, None, rs, re_, b.bin_size, frames[b.name])
+                    region_out[b.name][regions.gene_row[ridx], regions.slot[ridx]] = m
             del sig, s, e, v
     table = pd.DataFrame(cols, index=genes.index)
-    return TrackFeatures(table=table, bins=bin_vals, bin_coverage=bin_cov)
+    first = binned[geometries[0].name] if geometries else (None, None)
+    return TrackFeatures(table=table, bins=first[0], bin_coverage=first[1], geometry_bins=binned,
+                         region_bins=region_out if regions is not None else None)
+
+
+def _regions_by_gene_chrom(regions: RegionInput, genes: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Positions of the regions in ``regions``, grouped by their gene's chromosome, by start."""
+    if len(regions.gene_row) == 0:
+        return {}
+    chrom = genes["chrom"].to_numpy()[regions.gene_row]
+    out = {}
+    for c, idx in pd.Series(np.arange(len(chrom))).groupby(chrom, sort=False).indices.items():
+        idx = np.asarray(idx)
+        out[str(c)] = idx[np.argsort(regions.start[idx], kind="stable")]
+    return out
 
 
 def _overlapping_chrom(

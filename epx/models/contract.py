@@ -36,6 +36,13 @@ class FoldData:
     ``targets`` holds every derived target of the rows (``raw``, ``log1p``, ``rank``,
     ``nonzero``, ``binary``) for multi-stage models, such as a nonzero classifier followed by a
     rank regressor; it is empty when predicting.
+
+    Binned models also get ``bins``: every bin geometry the model asked for (its spec's
+    ``geometries``, or ``epx train --bins``), name (``"2000x20"``) -> lazy (rows, assays, bins)
+    view, in that order; ``X`` is the first. A spec with ``regions=True`` gets ``regions``: the
+    distal regions (pCREs) of each row from ``epx featurize --pairs``, a lazy view whose
+    ``view[idx]`` is a dict of arrays (see :class:`epx.dataset.RegionRows`), or None when the
+    dataset has none.
     """
 
     X: np.ndarray
@@ -43,9 +50,26 @@ class FoldData:
     rows: pd.DataFrame
     feature_names: list[str] = field(default_factory=list)
     targets: dict[str, np.ndarray] = field(default_factory=dict)
+    bins: dict[str, Any] = field(default_factory=dict)
+    regions: Any = None
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+    def subset(self, idx: Any) -> FoldData:
+        """The rows ``idx`` of every input (X, bins, regions, y, targets, rows); nothing is read."""
+
+        def take(obj: Any) -> Any:
+            if obj is None:
+                return None
+            if hasattr(obj, "take") and type(obj).__module__ != "numpy":
+                return obj.take(idx)
+            return obj[idx]
+
+        return FoldData(X=take(self.X), y=None if self.y is None else self.y[idx],
+                        rows=self.rows.iloc[idx].reset_index(drop=True), feature_names=list(self.feature_names),
+                        targets={k: v[idx] for k, v in self.targets.items()},
+                        bins={k: take(v) for k, v in self.bins.items()}, regions=take(self.regions))
 
 
 # Optional model methods the core uses when present (documented in docs/plugins.md; a meta-test

@@ -105,6 +105,11 @@ class ModelSpec:
     param_bounds: dict[str, Any] = field(default_factory=dict)
     # Allowed values of a parameter, e.g. {"objective": ("l2", "huber")}.
     param_choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+    # Binned models: the bin geometries the model reads by default (e.g. ("2000x20", "500x80",
+    # "100x400")); empty = one geometry, the dataset's default. FoldData.bins carries them.
+    geometries: tuple[str, ...] = ()
+    # Binned models: also hand the model the distal regions (FoldData.regions) when the dataset has them.
+    regions: bool = False
 
     def __post_init__(self) -> None:
         if self.input_kind not in INPUT_KINDS:
@@ -114,6 +119,15 @@ class ModelSpec:
             raise PluginError(f"model {self.name!r}: unknown task(s) {bad or '(none)'}; use {', '.join(TASKS)}")
         if ":" not in self.model:
             raise PluginError(f"model {self.name!r}: model reference {self.model!r} must be 'module:Class'")
+        if (self.geometries or self.regions) and self.input_kind != "binned":
+            raise PluginError(f"model {self.name!r}: geometries and regions are for binned models")
+        if self.geometries:
+            from epx.features.geometry import parse_geometry_names
+
+            try:
+                object.__setattr__(self, "geometries", parse_geometry_names(",".join(self.geometries), "geometries"))
+            except Exception as exc:  # noqa: BLE001 - EpxError from parsing, reported as the plugin's
+                raise PluginError(f"model {self.name!r}: {exc}") from None
         for key, value in self.params.items():
             if not isinstance(value, (bool, int, float, str)) and value is not None:
                 raise PluginError(f"model {self.name!r}: default for {key!r} must be bool, int, float, str or None")
