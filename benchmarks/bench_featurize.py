@@ -26,11 +26,19 @@ its zlib floor (min), < 5x faster than loop-full (the pyBigWig loop computing th
 statistics, timed on a gene sample and scaled), or above 2 GB peak RSS. The aim of <= 1.5x the
 zlib floor is reported, not enforced.
 
+Geometries part (--geometries): ``epx featurize`` (the real function, one worker, so the peak RSS
+is one process's) on 20,000 genes x 7 assays (seven copies of the track) with one bin geometry
+(100x100) against Chromoformer's three (2000x20,500x80,100x400), without and with pcHi-C-like
+pairs (1-8 regions of 1-6 kb per gene, 30-150 kb away). Reported: seconds, peak RSS, size of the
+dataset; exit 1 if three geometries take more than 1.5x the time of one, or three + pairs more
+than 2 GB.
+
 BED part: numpy peak features vs pybedtools (intersect -c, coverage) on
 ../shared/data/nott2019_peaks/NeuN_optimal_peak.H3K27.bed (skipped when absent), 20,000 genes.
 
     python benchmarks/bench_featurize.py --scale 0.1      # quick (~35 MB track)
     python benchmarks/bench_featurize.py                  # full scale (~320 MB track)
+    python benchmarks/bench_featurize.py --geometries --scale 0.1   # 1 vs 3 geometries + pairs
 """
 
 from __future__ import annotations
@@ -419,6 +427,79 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def make_pairs(genes: pd.DataFrame, sizes: dict[str, int], path: Path, seed: int) -> None:
+    """BEDPE: 1-8 regions of 1-6 kb per gene, 30-150 kb up- or downstream, CHiCAGO-like scores."""
+    rng = np.random.default_rng(seed + 2)
+    n = rng.integers(1, 9, len(genes))
+    g = np.repeat(np.arange(len(genes)), n)
+    tss = genes["tss"].to_numpy()[g]
+    chrom = genes["chrom"].to_numpy()[g]
+    size = np.array([sizes[c] for c in chrom])
+    offset = rng.integers(30_000, 150_000, len(g)) * np.where(rng.random(len(g)) < 0.5, -1, 1)
+    start = np.clip(tss + offset, 0, size - 7_000)
+    end = start + rng.integers(1_000, 6_000, len(g))
+    pd.DataFrame({"c1": chrom, "s1": np.maximum(tss - 2_000, 0), "e1": np.minimum(tss + 2_000, size),
+                  "c2": chrom, "s2": start, "e2": end, "name": ".", "score": np.round(rng.uniform(5, 30, len(g)), 2)}
+                 ).to_csv(path, sep="\t", header=False, index=False)
+
+
+def work_featurize(bw_path: str, genes: pd.DataFrame, name: str) -> dict[str, np.ndarray]:
+    """One real ``epx featurize`` run (one worker) on 7 copies of the track: 1 or 3 geometries."""
+    from epx.featurize import FeaturizeParams, featurize
+
+    work = Path(tempfile.mkdtemp(prefix="epx-bench-geo-"))
+    try:
+        gene_file = work / "genes.bed"
+        pd.DataFrame({"c": genes["chrom"], "s": genes["start"], "e": genes["end"], "n": genes["gene_id"],
+                      "score": 0, "strand": genes["strand"]}).to_csv(gene_file, sep="\t", header=False, index=False)
+        rows = ["cell_line\tassay\tkind\tpath"]
+        for k in range(7):
+            link = work / f"mark{k}.bw"
+            link.symlink_to(Path(bw_path).resolve())
+            rows.append(f"C1\tM{k}\tbigwig\t{link}")
+        (work / "manifest.tsv").write_text("\n".join(rows) + "\n")
+        pairs: list[str] = []
+        if name.startswith("featurize-3geo"):
+            params = FeaturizeParams(n_bins=20, bin_size=2000, more_bins=((500, 80), (100, 400)))
+        else:
+            params = FeaturizeParams()
+        if name == "featurize-3geo-pairs":
+            from epx.io.bigwig import BigWigReader
+
+            with BigWigReader(bw_path) as reader:
+                sizes = dict(reader.chroms())
+            make_pairs(genes, sizes, work / "pairs.bedpe", 0)
+            pairs = [str(work / "pairs.bedpe")]
+        out = work / "ds"
+        featurize([gene_file], work / "manifest.tsv", out, params=params, workers=1, progress=False, pairs=pairs)
+        size_mb = sum(f.stat().st_size for f in out.iterdir()) / 2**20
+        return {"dataset_mb": np.array([size_mb])}
+    finally:
+        import shutil
+
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def geometries_bench(args: argparse.Namespace, workdir: Path) -> bool:
+    args.bw = str(ensure_track(args))
+    genes = make_genes(chrom_sizes(args.scale), args.genes, args.seed)
+    genes_file = workdir / "genes.parquet"
+    genes.to_parquet(genes_file)
+    print(f"featurize, {args.genes:,} genes x 7 assays, one worker:")
+    one = spawn("featurize-1geo", args, genes_file, workdir, repeat=1)
+    three = spawn("featurize-3geo", args, genes_file, workdir, repeat=1)
+    pairs = spawn("featurize-3geo-pairs", args, genes_file, workdir, repeat=1)
+    size = {k: float(v["data"]["dataset_mb"][0]) for k, v in (("one", one), ("three", three), ("pairs", pairs))}
+    print(f"  dataset size: one geometry {size['one']:,.0f} MB, three {size['three']:,.0f} MB, three + pairs "
+          f"{size['pairs']:,.0f} MB")
+    ratio3 = three["seconds"] / one["seconds"]
+    ratio_p = pairs["seconds"] / one["seconds"]
+    print(f"  three geometries / one: {ratio3:.2f}x the time (target <= 1.5x: one read of each block serves all)")
+    print(f"  three geometries + pairs / one: {ratio_p:.2f}x the time; peak RSS {pairs['maxrss_mb']:,.0f} MB "
+          f"(one geometry {one['maxrss_mb']:,.0f} MB; target <= 2048 MB)")
+    return ratio3 <= 1.5 and pairs["maxrss_mb"] <= 2048
+
+
 def run_worker(args: argparse.Namespace) -> None:
     genes = pd.read_parquet(args.genes_file)
     t0 = time.perf_counter()
@@ -439,6 +520,8 @@ def run_worker(args: argparse.Namespace) -> None:
         res = work_peaks_numpy(args.peaks, genes, full=name == "peaks-numpy")
     elif name == "peaks-bedtools":
         res = work_peaks_bedtools(args.peaks, genes)
+    elif name.startswith("featurize-"):
+        res = work_featurize(args.bw, genes, name)
     else:
         raise SystemExit(f"unknown worker {name}")
     if not name.startswith("floor"):
@@ -524,7 +607,8 @@ def check_full_sample(bw_path: str, genes: pd.DataFrame, full: dict, n: int, see
     return worst
 
 
-def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
+def ensure_track(args: argparse.Namespace) -> Path:
+    """The cached synthetic bigWig for --scale/--seed, generated once."""
     cache = Path(args.cache_dir)
     cache.mkdir(parents=True, exist_ok=True)
     tag = f"v{GEN_VERSION}_scale{args.scale:g}_seed{args.seed}"
@@ -534,6 +618,11 @@ def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
         t = time.perf_counter()
         make_bigwig(bw, args.scale, args.seed)
         print(f"  generated in {time.perf_counter() - t:.0f} s", flush=True)
+    return bw
+
+
+def bigwig_bench(args: argparse.Namespace, workdir: Path) -> bool:
+    bw = ensure_track(args)
     args.bw = bw
     genes = make_genes(chrom_sizes(args.scale), args.genes, args.seed)
     genes_file = workdir / "genes.parquet"
@@ -700,6 +789,8 @@ def main() -> None:
                     help="genes sampled to time the full-feature pyBigWig loop (scaled to all genes)")
     ap.add_argument("--no-pybigtools", action="store_true")
     ap.add_argument("--no-peaks", action="store_true")
+    ap.add_argument("--geometries", action="store_true",
+                    help="only the featurize run with one bin geometry against three + pairs")
     ap.add_argument("--repeat", type=int, default=3,
                     help="fresh-process runs of each fast method (min and median are reported)")
     ap.add_argument("--check-genes", type=int, default=200,
@@ -715,6 +806,10 @@ def main() -> None:
         run_worker(args)
         return
     with tempfile.TemporaryDirectory(prefix="epx-bench-") as tmp:
+        if args.geometries:
+            ok = geometries_bench(args, Path(tmp))
+            print("\nPASS" if ok else "\nFAIL")
+            sys.exit(0 if ok else 1)
         ok = bigwig_bench(args, Path(tmp))
         if not args.no_peaks:
             ok &= peaks_bench(args, Path(tmp))

@@ -322,10 +322,13 @@ class Dataset:
         ok = (gidx >= 0) & (cidx >= 0)
         shape = (len(self.genes), len(self.cell_lines), r)
         score = np.zeros(shape, np.float32)
-        width = np.zeros(shape, np.int64)
+        index = np.full(shape, -1, np.int64)
         slot = table["slot"].to_numpy(np.int64)[ok]
         score[gidx[ok], cidx[ok], slot] = table["score"].to_numpy(np.float32)[ok]
-        width[gidx[ok], cidx[ok], slot] = (table["end"] - table["start"]).to_numpy(np.int64)[ok]
+        index[gidx[ok], cidx[ok], slot] = table["region"].to_numpy(np.int64)[ok]
+        n_distinct = int(table["region"].max()) + 1 if len(table) else 0
+        width = np.zeros(n_distinct, np.int64)
+        width[table["region"].to_numpy(np.int64)] = (table["end"] - table["start"]).to_numpy(np.int64)
         assay_pos = None if assays is None else np.array([self.assays.index(a) for a in assays])
         parts = {}
         for name in names:
@@ -335,7 +338,7 @@ class Dataset:
                                    path=self.path)
             st = (stats or {}).get(name) or (geo["normalisation"]["mean"], geo["normalisation"]["sd"])
             parts[name] = (self.path / info["files"][name], int(geo["bin_size"]), int(info["frames"][name]), st)
-        return RegionRows(np.asarray(gene_pos), np.asarray(cell_pos), score, width, parts, assay_pos)
+        return RegionRows(np.asarray(gene_pos), np.asarray(cell_pos), score, index, width, parts, assay_pos)
 
     def bins_coverage(self) -> np.ndarray:
         return np.load(self.path / "bins_coverage.npy", mmap_mode="r")
@@ -512,15 +515,18 @@ class RegionRows:
     ``view[idx]`` gives a dict: ``score`` (n, R) float32 (0 where no region), ``present`` (n, R)
     bool, and per geometry ``NAME`` (n, R, assays, frame) float32 (log1p + z-scored with the
     geometry's promoter statistics, 0 outside the region) and ``NAME.mask`` (n, R, frame) bool
-    (True on the region's bins). ``frames`` maps each geometry to its frame length in bins.
+    (True on the region's bins, centred in the frame as Chromoformer does). ``frames`` maps each
+    geometry to its frame length in bins. Each distinct region's own bins are stored once (genes
+    share pcHi-C fragments; no padding on disk) and read with ``os.pread`` per batch.
     """
 
-    def __init__(self, gene_pos: np.ndarray, cell_pos: np.ndarray, score: np.ndarray, width: np.ndarray,
-                 parts: dict[str, tuple[Path, int, int, tuple[Any, Any]]], assay_pos: np.ndarray | None) -> None:
+    def __init__(self, gene_pos: np.ndarray, cell_pos: np.ndarray, score: np.ndarray, index: np.ndarray,
+                 width: np.ndarray, parts: dict[str, tuple[Path, int, int, tuple[Any, Any]]],
+                 assay_pos: np.ndarray | None) -> None:
         self.gene_pos = np.asarray(gene_pos, dtype=np.int64)
         self.cell_pos = np.asarray(cell_pos, dtype=np.int64)
-        self._score, self._width, self.parts, self.assay_pos = score, width, parts, assay_pos
-        self._readers: dict[str, BinRowReader] = {}
+        self._score, self._index, self._width, self.parts, self.assay_pos = score, index, width, parts, assay_pos
+        self._files: dict[str, Any] = {}
         self.n_regions = int(score.shape[2])
         self.frames = {name: frame for name, (_p, _w, frame, _s) in parts.items()}
 
@@ -528,34 +534,71 @@ class RegionRows:
         return len(self.gene_pos)
 
     def take(self, idx: Any) -> RegionRows:
-        view = RegionRows(self.gene_pos[idx], self.cell_pos[idx], self._score, self._width, self.parts, self.assay_pos)
-        view._readers = self._readers
+        view = RegionRows(self.gene_pos[idx], self.cell_pos[idx], self._score, self._index, self._width, self.parts,
+                          self.assay_pos)
+        view._files = self._files
         return view
 
-    def _reader(self, name: str) -> BinRowReader:
-        if name not in self._readers:
-            self._readers[name] = BinRowReader(self.parts[name][0], ndim=5)
-        return self._readers[name]
+    def _layout(self, name: str, bin_size: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
+        """Bins and first stored bin of every distinct region (epx.features.windows.region_layout)."""
+        key = f"{name}.layout"
+        if key not in self._files:
+            counts = np.minimum(-(-self._width // bin_size), frame)
+            self._files[key] = (counts, np.cumsum(counts) - counts)
+        return self._files[key]
+
+    def _file(self, name: str) -> tuple[Any, int, tuple[int, ...], np.dtype]:
+        """(open file, data offset, shape (cells, region bins, assays), dtype) of a geometry's regions."""
+        if name not in self._files:
+            path = self.parts[name][0]
+            fh = open(path, "rb")  # noqa: SIM115 - kept open for the view's lifetime
+            version = np.lib.format.read_magic(fh)
+            read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = read(fh)
+            if fortran or len(shape) != 3:
+                raise DatasetError(f"{path.name} must be a C-ordered (cell lines, region bins, assays) array, found "
+                                   f"shape {shape}; re-run epx featurize", path=path)
+            self._files[name] = (fh, fh.tell(), tuple(int(x) for x in shape), np.dtype(dtype))
+        return self._files[name]
 
     def __getitem__(self, idx: Any) -> dict[str, np.ndarray]:
+        import os
+
         genes = np.atleast_1d(self.gene_pos[idx])
         cells = np.atleast_1d(self.cell_pos[idx])
-        width = self._width[genes, cells]
-        out = {"score": self._score[genes, cells].astype(np.float32), "present": width > 0}
+        ids = self._index[genes, cells]  # (n, R), -1 where no region
+        present = ids >= 0
+        width = np.where(present, self._width[np.maximum(ids, 0)], 0)
+        out = {"score": np.where(present, self._score[genes, cells], 0).astype(np.float32), "present": present}
+        rows, slots = np.nonzero(present)
         for name, (_path, bin_size, frame, stats) in self.parts.items():
-            raw = self._reader(name).read(genes, cells)  # (n, R, assays, frame)
-            if self.assay_pos is not None:
-                raw = raw[:, :, self.assay_pos]
+            fh, start, shape, dtype = self._file(name)
+            n_cells, total, n_all = shape
             mean = np.asarray(stats[0], dtype=np.float32)
             sd = np.asarray(stats[1], dtype=np.float32)
             if self.assay_pos is not None:
                 mean, sd = mean[:, self.assay_pos], sd[:, self.assay_pos]
+            counts, offsets = self._layout(name, bin_size, frame)
             n = np.minimum(-(-width // bin_size), frame)
             left = -(-(frame - n) // 2)
             k = np.arange(frame)
-            mask = (k >= left[..., None]) & (k < (left + n)[..., None])  # (n, R, frame)
-            z = (np.log1p(np.clip(raw, 0, None)) - mean[cells][:, None, :, None]) / sd[cells][:, None, :, None]
-            out[name] = np.where(mask[:, :, None, :], z, 0.0).astype(np.float32)
+            mask = (k >= left[..., None]) & (k < (left + n)[..., None]) & present[..., None]  # (n, R, frame)
+            n_assays = n_all if self.assay_pos is None else len(self.assay_pos)
+            values = np.zeros((len(genes), self.n_regions, n_assays, frame), np.float32)
+            row_bytes = n_all * dtype.itemsize
+            for r, s in zip(rows, slots, strict=True):
+                region, cell = ids[r, s], cells[r]
+                count = int(counts[region])
+                size = count * row_bytes
+                data = os.pread(fh.fileno(), size, start + (int(cell) * total + int(offsets[region])) * row_bytes)
+                if len(data) != size:
+                    raise DatasetError(f"{Path(_path).name} is truncated; re-run epx featurize", path=_path)
+                raw = np.frombuffer(data, dtype=dtype).reshape(count, n_all)
+                if self.assay_pos is not None:
+                    raw = raw[:, self.assay_pos]
+                z = (np.log1p(np.clip(raw, 0, None)) - mean[cell]) / sd[cell]  # (count, assays)
+                values[r, s, :, left[r, s]:left[r, s] + count] = z.T
+            out[name] = values
             out[f"{name}.mask"] = mask
         return out
 

@@ -101,7 +101,7 @@ class ArrayTarget:
     cell: int
     assay: int
     bins: dict[str, tuple[str, str]]  # geometry name -> (values file, coverage file)
-    regions: dict[str, str]  # geometry name -> region file (genes, cells, regions, assays, frame)
+    regions: dict[str, str]  # geometry name -> region file (cells, region bins, assays)
 
 
 def _write_arrays(target: ArrayTarget, res: Any) -> None:
@@ -118,7 +118,7 @@ def _write_arrays(target: ArrayTarget, res: Any) -> None:
         del out, cov
     for name, rfile in target.regions.items():
         out = np.load(rfile, mmap_mode="r+")
-        out[:, target.cell, :, target.assay] = np.clip(res.region_bins[name], -f32, f32)
+        out[target.cell, :, target.assay] = res.region_bins[name]  # clipped to float32 by the engine
         out.flush()
         del out
 
@@ -319,10 +319,11 @@ def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results:
 
 
 def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], params: FeaturizeParams,
-                 with_regions: bool) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
+                 region_bins: dict[str, int] | None) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """Create the zero-filled binned arrays in ``tmp`` (sparse files until written): per geometry
     ``bins[_NAME].npy`` (genes, cells, assays, bins) float32 and its float16 coverage, and with
-    regions ``regions_NAME.npy`` (genes, cells, regions, assays, frame) float32."""
+    regions ``regions_NAME.npy`` (cells, region bins, assays) float32: the distinct regions' own
+    bins back to back (``epx.features.windows.region_layout``), without the frame's padding."""
     bins: dict[str, tuple[str, str]] = {}
     regions: dict[str, str] = {}
     for k, spec in enumerate(params.bin_specs()):
@@ -331,8 +332,8 @@ def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], p
         np.lib.format.open_memmap(tmp / f"{stem}.npy", mode="w+", dtype=np.float32, shape=shape).flush()
         np.lib.format.open_memmap(tmp / f"{stem}_coverage.npy", mode="w+", dtype=np.float16, shape=shape).flush()
         bins[spec.name] = (str(tmp / f"{stem}.npy"), str(tmp / f"{stem}_coverage.npy"))
-        if with_regions:
-            shape_r = (n_genes, len(cells), params.max_regions, len(assays), spec.frame_bins(params.max_region_width))
+        if region_bins is not None:
+            shape_r = (len(cells), region_bins[spec.name], len(assays))
             np.lib.format.open_memmap(tmp / f"regions_{spec.name}.npy", mode="w+", dtype=np.float32, shape=shape_r).flush()
             regions[spec.name] = str(tmp / f"regions_{spec.name}.npy")
     return bins, regions
@@ -393,17 +394,22 @@ def _read_regions(pair_files: dict[str, Path], genes: pd.DataFrame, params: Feat
             by_file[path] = res.table
         frames.append(by_file[path].assign(cell_line=cell))
     table = pd.concat(frames, ignore_index=True)
-    return table[["gene_id", "cell_line", "slot", "chrom", "start", "end", "score"]]
+    # distinct regions, numbered in genomic order: each is binned and stored once, whatever the
+    # number of genes (and cell lines) contacting it
+    distinct = table[["chrom", "start", "end"]].drop_duplicates()
+    distinct = distinct.sort_values(["chrom", "start", "end"], key=lambda c: c.map(chrom_sort_key) if c.name == "chrom" else c)
+    ids = pd.Series(np.arange(len(distinct)), index=pd.MultiIndex.from_frame(distinct))
+    table["region"] = ids.reindex(pd.MultiIndex.from_frame(table[["chrom", "start", "end"]])).to_numpy(np.int64)
+    return table[["gene_id", "cell_line", "slot", "region", "chrom", "start", "end", "score"]]
 
 
-def _region_input(regions: pd.DataFrame, genes: pd.DataFrame, cell: str, params: FeaturizeParams) -> Any:
+def _region_input(regions: pd.DataFrame, params: FeaturizeParams) -> Any:
+    """The distinct regions in ``region`` order, for the track jobs."""
     from epx.features.windows import RegionInput
 
-    mine = regions[regions["cell_line"] == cell]
-    pos = pd.Index(genes["gene_id"]).get_indexer(mine["gene_id"])
-    return RegionInput(gene_row=pos.astype(np.int64), slot=mine["slot"].to_numpy(np.int64),
-                       start=mine["start"].to_numpy(np.int64), end=mine["end"].to_numpy(np.int64),
-                       n_regions=params.max_regions, max_width=params.max_region_width)
+    distinct = regions.drop_duplicates("region").sort_values("region")
+    return RegionInput(chrom=distinct["chrom"].to_numpy(str), start=distinct["start"].to_numpy(np.int64),
+                       end=distinct["end"].to_numpy(np.int64), max_width=params.max_region_width)
 
 
 def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: FeaturizeParams, build: str | None,
@@ -425,18 +431,22 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
             console.warn(f"bin geometry {spec.name}: the windows of {past:,} gene(s) run past a chromosome end; "
                          "those bins are 0 with coverage 0")
     tmp.mkdir(parents=True, exist_ok=True)
-    bin_files, region_files = _open_arrays(tmp, len(gene_table), cells, assays, params, regions is not None) \
+    region_input = _region_input(regions, params) if regions is not None else None
+    region_bins = None
+    if region_input is not None:
+        from epx.features.windows import region_layout
+
+        region_bins = {spec.name: int(region_layout(region_input.start, region_input.end, spec.bin_size,
+                                                    spec.frame_bins(params.max_region_width))[0].sum()) for spec in specs}
+    bin_files, region_files = _open_arrays(tmp, len(gene_table), cells, assays, params, region_bins) \
         if specs else ({}, {})
 
     def job_args(r) -> tuple:
         target = None
-        region_input = None
         if r.kind == "bigwig" and specs:
-            target = ArrayTarget(cells.index(r.cell_line), assays.index(r.assay), bin_files,
-                                 region_files if regions is not None and r.cell_line in (pair_files or {}) else {})
-            if target.regions:
-                region_input = _region_input(regions, gene_table, r.cell_line, params)
-        return (r.kind, r.path, gene_table, params, sizes.get(r.cell_line), region_input, target)
+            target = ArrayTarget(cells.index(r.cell_line), assays.index(r.assay), bin_files, region_files)
+        return (r.kind, r.path, gene_table, params, sizes.get(r.cell_line),
+                region_input if target is not None and target.regions else None, target)
 
     results: dict[tuple[str, str, str], pd.DataFrame] = {}
     jobs = list(tracks.itertuples())
@@ -515,8 +525,11 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
             "frames": {spec.name: spec.frame_bins(params.max_region_width) for spec in specs},
             "cell_lines": sorted(pair_files or {}), "genes_with_regions": n_with, "regions": int(len(regions)),
             "pairs": {cell: str(p) for cell, p in (pair_files or {}).items()},
-            "layout": "regions_GEOMETRY.npy: (genes, cell lines, regions, assays, frame) float32, mean signal per "
-                      "bin of each region centred in a frame max_region_width wide (0 outside the region)",
+            "distinct_regions": len(region_input.start), "region_bins": region_bins,
+            "layout": "regions_GEOMETRY.npy: (cell lines, region bins, assays) float32, the mean signal per bin of "
+                      "each distinct region, its ceil(width / bin_size) bins back to back in region order; a model "
+                      "sees them centred in a frame max_region_width wide (regions.parquet maps (gene_id, "
+                      "cell_line, slot) to its region)",
         }
         regions.to_parquet(tmp / "regions.parquet", index=False)
         region_summary = {"regions": int(len(regions)), "genes": n_with}

@@ -190,7 +190,7 @@ def resolve_geometries(ds: Dataset, spec: ModelSpec, chosen: Sequence[str] = ())
     have = ds.geometry_names
     missing = [n for n in names if n not in have]
     if missing:
-        wanted = ",".join(dict.fromkeys([*names, *have]))
+        wanted = ",".join(dict.fromkeys([*have, *names]))
         how = "" if chosen else f", or choose the dataset's with epx train --bins {','.join(have)}"
         raise DatasetError(f"model {spec.name!r} needs bin geometry {missing[0]} (width x bins), which the dataset "
                            f"lacks (it has {', '.join(have) or 'none'}); re-run epx featurize with --bins {wanted}{how}",

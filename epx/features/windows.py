@@ -571,40 +571,44 @@ def bounded_sums(sig: ChromSignal, bounds: np.ndarray) -> tuple[np.ndarray, np.n
     return sums, covered
 
 
-def region_bounds(starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bin boundaries of distal regions placed in a frame of ``frame`` bins, as Chromoformer does:
-    a region of ``n = ceil(length / bin_size)`` bins (the last one partial) sits at bin
-    ``left = ceil((frame - n) / 2)``; returns ``(bounds (m, frame + 1), left)``. Frame bins outside
-    the region are empty (equal boundaries)."""
+def region_layout(starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where each distal region's bins go, as Chromoformer frames them: ``n = ceil(length /
+    bin_size)`` bins (the last one partial, at most ``frame``), placed at bin ``left = ceil((frame
+    - n) / 2)`` of a ``frame``-bin frame. Only the ``n`` real bins are stored, back to back:
+    returns ``(n, left, offset)`` with ``offset`` the first stored bin of each region."""
     starts = np.asarray(starts, dtype=np.int64)
     ends = np.asarray(ends, dtype=np.int64)
-    n = np.minimum(-(-(ends - starts) // bin_size), frame)
+    n = np.clip(-(-(ends - starts) // bin_size), 0, frame)
     left = -(-(frame - n) // 2)
-    k = np.arange(frame + 1, dtype=np.int64)[None, :] - left[:, None]  # bin index within the region
-    bounds = starts[:, None] + np.clip(k, 0, n[:, None]) * bin_size
-    return np.minimum(bounds, ends[:, None]), left
+    return n, left, np.cumsum(n) - n
 
 
-def region_matrix(sig: ChromSignal | None, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
-                  starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> np.ndarray:
-    """Mean signal per bin of each distal region in its centred frame, ``(m, frame)`` float64:
-    sum over the bin / the bin's length within the region (uncovered bases count as 0), 0 in the
-    padding. Regions are on the forward strand (a pCRE has no orientation). ``sig`` is the
-    disjoint-interval signal; ``pairs`` = (starts, ends, values) of overlapping items instead."""
-    m = len(starts)
-    if m == 0:
-        return np.zeros((0, frame))
-    bounds, _left = region_bounds(starts, ends, bin_size, frame)
-    length = np.diff(bounds, axis=1).astype(np.float64)
-    if pairs is not None:
-        res = pair_window_stats(*pairs, bounds[:, :-1].ravel(), bounds[:, 1:].ravel(), stats=())
-        sums = res["_s1"].reshape(m, frame)
-    elif sig is None or sig.n == 0:
-        return np.zeros((m, frame))
-    else:
-        sums, _ = bounded_sums(sig, bounds)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return np.where(length > 0, sums / np.maximum(length, 1.0), 0.0)
+def region_bins(sig: ChromSignal | None, pairs: tuple[np.ndarray, np.ndarray, np.ndarray] | None,
+                starts: np.ndarray, ends: np.ndarray, bin_size: int, frame: int) -> np.ndarray:
+    """Mean signal per bin of each distal region, the regions' bins back to back (see
+    :func:`region_layout`), float32: sum over the bin / the bin's length within the region
+    (uncovered bases count as 0). Regions are on the forward strand (a pCRE has no orientation).
+    ``sig`` is the disjoint-interval signal; ``pairs`` = (starts, ends, values) of overlapping
+    items instead. Regions are grouped by their number of bins, so each group is one
+    rectangular :func:`bounded_sums` call."""
+    starts = np.asarray(starts, dtype=np.int64)
+    ends = np.asarray(ends, dtype=np.int64)
+    n, _left, offset = region_layout(starts, ends, bin_size, frame)
+    out = np.zeros(int(n.sum()), np.float32)
+    if len(out) == 0 or (pairs is None and (sig is None or sig.n == 0)):
+        return out
+    f32 = np.finfo(np.float32).max
+    for count in np.unique(n[n > 0]):
+        rows = np.flatnonzero(n == count)
+        k = np.arange(count + 1, dtype=np.int64)[None, :]
+        bounds = np.minimum(starts[rows, None] + k * bin_size, ends[rows, None])
+        if pairs is not None:
+            res = pair_window_stats(*pairs, bounds[:, :-1].ravel(), bounds[:, 1:].ravel(), stats=())
+            sums = res["_s1"].reshape(len(rows), count)
+        else:
+            sums, _ = bounded_sums(sig, bounds)
+        out[offset[rows, None] + np.arange(count)[None, :]] = np.clip(sums / np.diff(bounds, axis=1), -f32, f32)
+    return out
 
 
 def _bin_bounds(tss: np.ndarray, sign: np.ndarray, chrom_size: int, bins: BinSpec) -> np.ndarray:
@@ -732,8 +736,8 @@ class TrackFeatures:
     """Features of one track for a gene table (rows in gene-table order).
 
     ``bins``/``bin_coverage`` are the first geometry's; ``geometry_bins`` maps every geometry's
-    name to ``(values, coverage)``; ``region_bins`` maps it to the distal regions' binned signal
-    ``(genes, n_regions, frame)`` (0 where a gene has no region in a slot)."""
+    name to ``(values, coverage)``; ``region_bins`` maps it to the distinct distal regions' bins,
+    back to back in :class:`RegionInput` order (see :func:`region_layout`)."""
 
     table: pd.DataFrame
     bins: np.ndarray | None = None
@@ -744,14 +748,13 @@ class TrackFeatures:
 
 @dataclass
 class RegionInput:
-    """Distal regions (pCREs) of the genes: the gene's row in the gene table, the slot, and
-    ``[start, end)`` on the gene's chromosome; each is binned in a frame ``max_width`` wide."""
+    """Distinct distal regions (pCREs) to bin: canonical chromosome and ``[start, end)`` of each;
+    each is binned in a frame ``max_width`` wide. Genes share regions (one pcHi-C fragment
+    contacts several promoters), so each is computed and stored once."""
 
-    gene_row: np.ndarray
-    slot: np.ndarray
+    chrom: np.ndarray
     start: np.ndarray
     end: np.ndarray
-    n_regions: int
     max_width: int
 
 
@@ -812,8 +815,10 @@ def bigwig_features(
             cols[f"{spec.name}_{st}"] = np.full(g, 0.0 if st in ("sum", "coverage") else np.nan)
     binned = {b.name: (np.zeros((g, b.n_bins)), np.zeros((g, b.n_bins))) for b in geometries}
     frames = {b.name: b.frame_bins(regions.max_width) for b in geometries} if regions is not None else {}
-    region_out = {name: np.zeros((g, regions.n_regions, f), np.float32) for name, f in frames.items()}
-    region_rows = _regions_by_gene_chrom(regions, genes) if regions is not None else {}
+    layout = {b.name: region_layout(regions.start, regions.end, b.bin_size, frames[b.name])
+              for b in geometries} if regions is not None else {}
+    region_out = {name: np.zeros(int(n.sum()), np.float32) for name, (n, _l, _o) in layout.items()}
+    region_rows = _regions_by_chrom(regions) if regions is not None else {}
     with BigWigReader(path) as reader:
         sizes = reader.chroms()
         amap = alias_map(sizes, path=path)
@@ -850,8 +855,8 @@ def bigwig_features(
                     binned[b.name][0][rows], binned[b.name][1][rows] = vals, cov
                 if len(ridx):
                     for b in geometries:
-                        m = region_matrix(None, (s, e, v), rs, re_, b.bin_size, frames[b.name])
-                        region_out[b.name][regions.gene_row[ridx], regions.slot[ridx]] = m
+                        _place_regions(region_out[b.name], layout[b.name], ridx,
+                                       region_bins(None, (s, e, v), rs, re_, b.bin_size, frames[b.name]))
                 continue
             # One pass over all window types for everything but the slope, one for the slope of
             # the windows that want it, and the bins: all on the same intervals.
@@ -882,8 +887,8 @@ def bigwig_features(
                 binned[b.name][0][rows], binned[b.name][1][rows] = vals, cov
             if len(ridx):
                 for b in geometries:
-                    m = region_matrix(sig, None, rs, re_, b.bin_size, frames[b.name])
-                    region_out[b.name][regions.gene_row[ridx], regions.slot[ridx]] = m
+                    _place_regions(region_out[b.name], layout[b.name], ridx,
+                                   region_bins(sig, None, rs, re_, b.bin_size, frames[b.name]))
             del sig, s, e, v
     table = pd.DataFrame(cols, index=genes.index)
     first = binned[geometries[0].name] if geometries else (None, None)
@@ -891,13 +896,19 @@ def bigwig_features(
                          region_bins=region_out if regions is not None else None)
 
 
-def _regions_by_gene_chrom(regions: RegionInput, genes: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Positions of the regions in ``regions``, grouped by their gene's chromosome, by start."""
-    if len(regions.gene_row) == 0:
+def _place_regions(out: np.ndarray, layout: tuple[np.ndarray, np.ndarray, np.ndarray], ridx: np.ndarray,
+                   values: np.ndarray) -> None:
+    """Copy one chromosome's region bins (regions ``ridx``, back to back) to their place in ``out``."""
+    n, _left, offset = layout
+    out[_ranges(offset[ridx], n[ridx])] = values
+
+
+def _regions_by_chrom(regions: RegionInput) -> dict[str, np.ndarray]:
+    """Positions of the regions, grouped by (canonical) chromosome, ordered by start."""
+    if len(regions.start) == 0:
         return {}
-    chrom = genes["chrom"].to_numpy()[regions.gene_row]
     out = {}
-    for c, idx in pd.Series(np.arange(len(chrom))).groupby(chrom, sort=False).indices.items():
+    for c, idx in pd.Series(np.arange(len(regions.chrom))).groupby(np.asarray(regions.chrom), sort=False).indices.items():
         idx = np.asarray(idx)
         out[str(c)] = idx[np.argsort(regions.start[idx], kind="stable")]
     return out

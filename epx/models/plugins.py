@@ -54,6 +54,7 @@ class Interval:
                 "max_inclusive": self.high is not None and not self.high_open, "interval": str(self)}
 
 
+_GEOMETRY = re.compile(r"^(\d+)x(\d+)$")
 _INTERVAL = re.compile(r"^\s*([\[(])\s*([^,\s]*)\s*,\s*([^\])\s]*)\s*([\])])\s*$")
 
 
@@ -121,13 +122,10 @@ class ModelSpec:
             raise PluginError(f"model {self.name!r}: model reference {self.model!r} must be 'module:Class'")
         if (self.geometries or self.regions) and self.input_kind != "binned":
             raise PluginError(f"model {self.name!r}: geometries and regions are for binned models")
-        if self.geometries:
-            from epx.features.geometry import parse_geometry_names
-
-            try:
-                object.__setattr__(self, "geometries", parse_geometry_names(",".join(self.geometries), "geometries"))
-            except Exception as exc:  # noqa: BLE001 - EpxError from parsing, reported as the plugin's
-                raise PluginError(f"model {self.name!r}: {exc}") from None
+        for name in self.geometries:  # the dataset's geometry names (epx.features.geometry)
+            m = _GEOMETRY.match(str(name))
+            if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+                raise PluginError(f"model {self.name!r}: geometry {name!r} must be WIDTHxCOUNT, e.g. '2000x20'")
         for key, value in self.params.items():
             if not isinstance(value, (bool, int, float, str)) and value is not None:
                 raise PluginError(f"model {self.name!r}: default for {key!r} must be bool, int, float, str or None")
