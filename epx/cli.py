@@ -354,7 +354,7 @@ def featurize(
     bins: Annotated[str, typer.Option("--bins", metavar="WxN[,WxN...]", help="Bin geometries around the TSS for neural backends: bin width x bin count, e.g. 100x100 (TSS +- 5 kb) or Chromoformer's 2000x20,500x80,100x400; the first is the default. A plain N means N bins of --bin-size.")] = "100x100",
     bin_size: Annotated[int | None, typer.Option("--bin-size", metavar="BP", help="Bin width when --bins is a plain count.")] = None,
     no_bins: Annotated[bool, typer.Option("--no-bins", help="Skip binned tracks (tabular features only).")] = False,
-    pairs: Annotated[list[str] | None, typer.Option("--pairs", metavar="[CELL=]FILE", help="Promoter-to-region contacts (pcHi-C: BEDPE, or Chromoformer's gene_id/neighbors/scores table); each gene's strongest regions are binned beside its promoter. CELL=FILE for one cell line; repeatable.")] = None,
+    pairs: Annotated[list[str] | None, typer.Option("--pairs", metavar="[CELL=]FILE", help="Promoter-to-region contacts (pcHi-C: BEDPE, CHiCAGO .ibed, WashU longrange, or Chromoformer's gene_id/neighbors/scores table); each gene's strongest regions are binned beside its promoter. CELL=FILE for one cell line; repeatable.")] = None,
     max_regions: Annotated[int, typer.Option("--max-regions", min=1, metavar="N", help="Distal regions kept per gene, by contact score.")] = 8,
     max_region_width: Annotated[int, typer.Option("--max-region-width", min=1, metavar="BP", help="Regions wider than this are clipped around their centre; every region is binned in a frame this wide.")] = 40_000,
     workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N", help="Parallel track workers (default: all cores).")] = None,

@@ -239,9 +239,9 @@ def featurize(
 ) -> dict[str, Any]:
     """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed.
 
-    ``pairs``: promoter-to-region contact files (``FILE`` or ``CELL=FILE``, BEDPE or Chromoformer's
-    long format, see :mod:`epx.io.pairs`); each gene's top ``params.max_regions`` regions are binned
-    at every geometry beside the promoter bins."""
+    ``pairs``: promoter-to-region contact files (``FILE`` or ``CELL=FILE``; BEDPE, CHiCAGO ibed,
+    WashU longrange or Chromoformer's long format, see :mod:`epx.io.pairs`); each gene's top
+    ``params.max_regions`` regions are binned at every geometry beside the promoter bins."""
     output = Path(output)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise EpxError(f"--workers must be a whole number >= 1, got {workers!r}; omit it to use all cores")

@@ -325,3 +325,184 @@ def test_order_follows_a_reordered_subset_gene_table(tmp_path, genes):
     pairs = read_pairs(path, subset)
     assert pairs.table["gene_id"].tolist() == [B, A]
     assert regions(pairs, B) == [("chr1", 70000, 71000, 3.0)]
+
+
+# -- CHiCAGO ibed, WashU longrange ---------------------------------------------------------------
+
+IBED_HEADER = ("bait_chr\tbait_start\tbait_end\tbait_name\totherEnd_chr\totherEnd_start\totherEnd_end\t"
+               "otherEnd_name\tN_reads\tscore")
+
+
+def ibed(path, *rows, header=IBED_HEADER):
+    return write(path, *rows, header=header)
+
+
+@pytest.fixture
+def named_genes(genes):
+    """The same genes with names: A GAPDH, B NCAPD2, and DUP for both C (chr1) and D (chr2)."""
+    return genes.assign(gene_name=["GAPDH", "NCAPD2", "DUP", "DUP"])
+
+
+def test_ibed_gene_name_baits(tmp_path, named_genes):
+    path = ibed(tmp_path / "p.ibed",
+                ("chr1", 500, 1500, "GAPDH;NCAPD2", "chr1", 10000, 11000, ".", 10, 5.5),  # both named genes
+                ("chr1", 49500, 50500, "dup", "chr1", 70000, 71000, ".", 3, 2.0),  # any case; C is on chr1
+                ("chr1", 500, 1500, "gapdh,UNKNOWN1", "chr1", 12000, 13000, ".", 4, 3.0),
+                ("chr1", 29000, 30500, "NOTAGENE", "chr1", 80000, 81000, ".", 2, 1.5))  # TSS fallback
+    pairs = read_pairs(path, named_genes)
+    assert list(pairs.table.columns) == TABLE_COLUMNS
+    assert regions(pairs, A) == [("chr1", 10000, 11000, 5.5), ("chr1", 12000, 13000, 3.0)]
+    assert regions(pairs, B) == [("chr1", 10000, 11000, 5.5), ("chr1", 80000, 81000, 1.5)]
+    assert regions(pairs, C) == [("chr1", 70000, 71000, 2.0)]
+    assert regions(pairs, D) == []
+    assert pairs.stats["lines"] == 4 and pairs.stats["unknown_genes"] == 2
+    assert pairs.stats["trans_skipped"] == 0 and pairs.stats["no_gene"] == 0
+    assert pairs.warnings == [f"{path}: 2 bait names not in the gene table ignored (first: UNKNOWN1 at "
+                              "line 4); 1 baits with no known name fell back to the genes whose TSS lies "
+                              "in them"]
+
+
+def test_ibed_gene_ids_dot_baits_and_trans(tmp_path, genes):
+    path = ibed(tmp_path / "p.ibed",
+                ("chr1", 500, 1500, "ENSG00000000001", "chr1", 10000, 11000, ".", 5, 4.0),  # unversioned
+                ("chr1", 49000, 51000, "ENSG00000000003.9", "chr1", 60000, 61000, ".", 5, 2.0),
+                ("chr1", 29000, 30500, ".", "chr1", 70000, 71000, ".", 5, 1.0),  # TSS fallback: B
+                ("chr1", 29000, 30500, "", "chr1", 75000, 76000, ".", 5, 0.5),  # empty name: same
+                ("chr1", 80000, 81000, ".", "chr1", 90000, 91000, ".", 1, 1.0),  # no gene
+                ("chr1", 500, 1500, "ENSG00000000001", "chr2", 10000, 11000, ".", 5, 9.0),  # trans
+                ("chr1", 100, 200, "ENSG00000000004", "chr1", 300, 400, ".", 1, 1.0))  # D is on chr2
+    pairs = read_pairs(path, genes)
+    assert regions(pairs, A) == [("chr1", 10000, 11000, 4.0)]
+    assert regions(pairs, C) == [("chr1", 60000, 61000, 2.0)]
+    assert regions(pairs, B) == [("chr1", 70000, 71000, 1.0), ("chr1", 75000, 76000, 0.5)]
+    assert pairs.stats["trans_skipped"] == 2 and pairs.stats["no_gene"] == 1
+    assert pairs.stats["unknown_genes"] == 0 and pairs.stats["pairs_used"] == 4
+    assert pairs.warnings == [f"{path}: 2 trans contacts skipped (regions on another chromosome than "
+                              "their gene)"]
+
+
+def test_ibed_bait_to_bait(tmp_path, genes):
+    path = ibed(tmp_path / "p.ibed",
+                ("chr1", 500, 1500, A, "chr1", 29500, 30500, B, 8, 6.0),  # both ways
+                ("chr1", 500, 1500, A, "chr1", 49500, 50500, ".", 8, 5.0),  # C's TSS, but no bait
+                ("chr1", 500, 1500, A, "chr1", 60000, 61000, "lncFOO", 8, 4.0),  # unresolvable bait
+                ("chr1", 29500, 30500, B, "chr1", 49600, 50400, "lncBAR", 8, 3.0))  # its TSS: C
+    pairs = read_pairs(path, genes)
+    assert regions(pairs, A) == [("chr1", 29500, 30500, 6.0), ("chr1", 49500, 50500, 5.0),
+                                 ("chr1", 60000, 61000, 4.0)]
+    assert regions(pairs, B) == [("chr1", 500, 1500, 6.0), ("chr1", 49600, 50400, 3.0)]
+    assert regions(pairs, C) == [("chr1", 29500, 30500, 3.0)]
+    assert pairs.stats["unknown_genes"] == 2
+
+
+def test_ibed_extra_and_reordered_columns_gzipped(tmp_path, genes):
+    rows = [("chr1", 500, 1500, A, "chr1", 10000, 11000, ".", 5, 4.0),
+            ("chr1", 29000, 30500, ".", "chr1", 70000, 71000, ".", 5, 1.0)]
+    plain = read_pairs(ibed(tmp_path / "p.ibed", *rows), genes).table
+    names = IBED_HEADER.split("\t")
+    order = [9, 0, 1, 2, 3, 8, 4, 5, 6, 7]
+    header = "\t".join(["distSign"] + [names[i] for i in order] + ["dist"])
+    extra = [("x",) + tuple(r[i] for i in order) + (123,) for r in rows]
+    gz = tmp_path / "extra.ibed.gz"
+    with gzip.open(gz, "wt") as fh:
+        fh.write(header + "\n" + "".join("\t".join(map(str, r)) + "\n" for r in extra))
+    pd.testing.assert_frame_equal(read_pairs(gz, genes).table, plain)
+
+
+def test_ibed_no_known_bait_name_falls_back_with_a_warning(tmp_path, named_genes):
+    path = ibed(tmp_path / "p.ibed", ("chr1", 500, 1500, "Gapdh_mm", "chr1", 10000, 11000, ".", 5, 4.0),
+                ("chr1", 29000, 30500, "Ncapd2_mm", "chr1", 70000, 71000, ".", 5, 1.0))
+    pairs = read_pairs(path, named_genes)
+    assert regions(pairs, A) == [("chr1", 10000, 11000, 4.0)]
+    assert regions(pairs, B) == [("chr1", 70000, 71000, 1.0)]
+    assert pairs.warnings == [f"{path}: none of the 2 bait names are in the gene table (first: Gapdh_mm at "
+                              "line 2; names of another annotation?); every bait falls back to the genes "
+                              "whose TSS lies in it"]
+
+
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [
+        (("chr1", 500, 1500, A, "chr1", "10000.5", 11000, ".", 5, 1), "otherEnd_start '10000.5' is not an integer"),
+        (("chr1", "5OO", 1500, A, "chr1", 10000, 11000, ".", 5, 1), "bait_start '5OO' is not an integer"),
+        (("chr1", 1500, 500, A, "chr1", 10000, 11000, ".", 5, 1), "bait_end 500 is not greater than bait_start 1500"),
+        (("chr1", 500, 1500, A, "chr1", 10000, 11000, ".", 5, "NA"), "score 'NA' is not a finite number"),
+        (("chr1", 500, 1500, A, "chr1", 10000, 11000, "."), "an ibed line needs at least 10 tab-separated fields"),
+    ],
+)
+def test_ibed_line_errors(tmp_path, genes, row, fragment):
+    path = ibed(tmp_path / "bad.ibed", ("chr1", 500, 1500, A, "chr1", 3000, 4000, ".", 5, 1), row)
+    with pytest.raises(InputFileError) as exc:
+        read_pairs(path, genes)
+    assert fragment in error(exc, path, 3)
+
+
+def test_ibed_header_without_score_is_an_error(tmp_path, genes):
+    header = IBED_HEADER.replace("\tscore", "")
+    path = ibed(tmp_path / "p.ibed", ("chr1", 500, 1500, A, "chr1", 10000, 11000, ".", 5), header=header)
+    with pytest.raises(InputFileError) as exc:
+        read_pairs(path, genes)
+    assert "the CHiCAGO ibed header lacks score; expected bait_chr" in error(exc, path, 1)
+
+
+def test_washu_longrange_reads_as_bedpe(tmp_path, genes):
+    plain = read_pairs(write(tmp_path / "p.bedpe", *BASIC), genes)
+    rows = [(c1, s1, e1, f"{c2}:{s2}-{e2},{sc}") for c1, s1, e1, c2, s2, e2, _, sc in BASIC]
+    rows.append(("chr1", 10000, 12000, "chr1:900-1100,5"))  # the other orientation, as WashU lists them
+    path = write(tmp_path / "p.longrange", *rows)
+    pairs = read_pairs(path, genes)
+    pd.testing.assert_frame_equal(pairs.table, plain.table)
+    assert pairs.stats["trans_skipped"] == 1 and pairs.stats["duplicates"] == 1
+    legacy = write(tmp_path / "legacy.longrange", *[r + (k, ".") for k, r in enumerate(rows)])  # id, strand
+    pd.testing.assert_frame_equal(read_pairs(legacy, genes).table, plain.table)
+
+
+@pytest.mark.parametrize(
+    ("row", "fragment"),
+    [
+        (("chr1", 900, 1100, "chr1:10000-12000"), "cannot read the 4th field 'chr1:10000-12000' as chrom2:start2-end2,score"),
+        (("chr1", 900, 1100, "chr1:10000.5-12000,1"), "start2 '10000.5' is not an integer"),
+        (("chr1", 900, 1100, "chr1:-5-12000,1"), "negative start2 -5"),
+        (("chr1", "9x0", 1100, "chr1:10000-12000,1"), "start1 '9x0' is not an integer"),
+        (("chr1", 900, 1100, "chr1:10000-12000,inf"), "score 'inf' is not a finite number"),
+        (("chr1", 900, 1100), "a WashU longrange line needs 4 tab-separated fields"),
+    ],
+)
+def test_washu_longrange_line_errors(tmp_path, genes, row, fragment):
+    path = write(tmp_path / "bad.longrange", ("chr1", 900, 1100, "chr1:3000-4000,1"), row)
+    with pytest.raises(InputFileError) as exc:
+        read_pairs(path, genes)
+    assert fragment in error(exc, path, 2)
+
+
+def test_bedpe_commented_header(tmp_path, genes):
+    plain = read_pairs(write(tmp_path / "p.bedpe", *BASIC), genes).table
+    path = write(tmp_path / "h.bedpe", *BASIC, header="#chrom1\tstart1\tend1\tchrom2\tstart2\tend2\tname\tscore")
+    pairs = read_pairs(path, genes)
+    pd.testing.assert_frame_equal(pairs.table, plain)
+    assert pairs.stats["lines"] == 4
+
+
+def test_many_ibed_lines_against_many_named_genes(tmp_path):
+    """100,000 ibed contacts with multi-name baits against 20,000 genes: names resolve per bait."""
+    rng = np.random.default_rng(1)
+    n_genes, n_lines = 20_000, 100_000
+    chroms = np.array([f"chr{i}" for i in range(1, 11)])
+    g_chrom = chroms[np.arange(n_genes) % 10]
+    tss = rng.integers(10_000, 50_000_000, n_genes)
+    genes = pd.DataFrame({"gene_id": [f"G{i}" for i in range(n_genes)], "gene_name": [f"N{i}" for i in range(n_genes)],
+                          "chrom": g_chrom, "start": tss, "end": tss + 1000, "strand": "+", "tss": tss})
+    pick = rng.integers(0, n_genes - 10, n_lines)
+    names = np.char.add(np.char.add("N", pick.astype(str)), np.char.add(";N", (pick + 10).astype(str)))
+    s1 = tss[pick] - 2000
+    s2 = rng.integers(0, 50_000_000, n_lines)
+    table = pd.DataFrame({"bait_chr": g_chrom[pick], "bait_start": s1, "bait_end": s1 + 5000,
+                          "bait_name": names, "otherEnd_chr": g_chrom[pick], "otherEnd_start": s2,
+                          "otherEnd_end": s2 + 3000, "otherEnd_name": ".", "N_reads": 5,
+                          "score": rng.random(n_lines).round(3) + 5})
+    path = tmp_path / "big.ibed"
+    table.to_csv(path, sep="\t", index=False)
+    pairs = read_pairs(path, genes)
+    assert pairs.stats["lines"] == n_lines and pairs.stats["unknown_genes"] == 0
+    assert pairs.stats["genes_with_regions"] > 0.99 * n_genes
+    assert pairs.table.groupby("gene_id").size().max() == 8
