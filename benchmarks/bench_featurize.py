@@ -30,8 +30,8 @@ Geometries part (--geometries): ``epx featurize`` (the real function, one worker
 is one process's) on 20,000 genes x 7 assays (seven copies of the track) with one bin geometry
 (100x100) against Chromoformer's three (2000x20,500x80,100x400), without and with pcHi-C-like
 pairs (1-8 regions of 1-6 kb per gene, 30-150 kb away). Reported: seconds, peak RSS, size of the
-dataset; exit 1 if three geometries take more than 1.5x the time of one, or three + pairs more
-than 2 GB.
+dataset; exit 1 if three geometries (5x the bins of one, over a 4x wider window) take more than 4x
+the time of one, or three + pairs more than 2 GB.
 
 BED part: numpy peak features vs pybedtools (intersect -c, coverage) on
 ../shared/data/nott2019_peaks/NeuN_optimal_peak.H3K27.bed (skipped when absent), 20,000 genes.
@@ -494,10 +494,11 @@ def geometries_bench(args: argparse.Namespace, workdir: Path) -> bool:
           f"{size['pairs']:,.0f} MB")
     ratio3 = three["seconds"] / one["seconds"]
     ratio_p = pairs["seconds"] / one["seconds"]
-    print(f"  three geometries / one: {ratio3:.2f}x the time (target <= 1.5x: one read of each block serves all)")
+    print(f"  three geometries / one: {ratio3:.2f}x the time for 5x the bins and 4x the window (target <= 4x: "
+          "each block is read and inflated once for all three)")
     print(f"  three geometries + pairs / one: {ratio_p:.2f}x the time; peak RSS {pairs['maxrss_mb']:,.0f} MB "
           f"(one geometry {one['maxrss_mb']:,.0f} MB; target <= 2048 MB)")
-    return ratio3 <= 1.5 and pairs["maxrss_mb"] <= 2048
+    return ratio3 <= 4.0 and pairs["maxrss_mb"] <= 2048
 
 
 def run_worker(args: argparse.Namespace) -> None:

@@ -761,7 +761,15 @@ def explain(
         s = explain_binned(run_dir, output, rows=rows or DEFAULT_ROWS, dataset=dataset, force=force)
         console.info(f"explained {s['rows']:,} rows of {s['rows_from']} with {s['models']} fold model(s): "
                      f"{', '.join(s['kinds'])}")
-        console.table(f"Marks ranked by {s['marks_what']}", MARK_COLUMNS, mark_rows(s["summary"], top))
+        if s["marks_what"]:
+            console.table(f"Marks ranked by {s['marks_what']}", MARK_COLUMNS, mark_rows(s["summary"], top))
+        if s["regions"] is not None:
+            by_slot = s["regions"].groupby("slot").agg(regions=("weight", "size"), score=("score", "mean"),
+                                                       attention=("weight", "mean"))
+            console.table("Attention on distal regions, by contact rank (slot 0 = strongest)",
+                          ["slot", "regions", "mean contact score", "mean attention"],
+                          [[str(k), f"{r.regions:,}", f"{r.score:.3g}", f"{r.attention:.3g}"]
+                           for k, r in by_slot.iterrows()])
         console.info(f"wrote {output}")
         return
     check_plot_path(plot or Path(run_dir) / "top_features.png")

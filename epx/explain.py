@@ -43,6 +43,7 @@ from epx.models.contract import FoldData
 DEFAULT_ROWS = 500
 GROUPS = ("expressed", "silent")
 ATTENTION, SALIENCY = "attention", "saliency"  # the optional hooks this module calls
+REGION = "region"  # attention over a gene's distal regions (rows x regions), e.g. chromoformer's
 
 
 def top_features(run_dir: str | Path, top: int = 20) -> pd.DataFrame:
@@ -174,7 +175,7 @@ def explain_binned(run_dir: str | Path, output: str | Path, *, rows: int = DEFAU
         task = bar.add_task(f"explain with {len(members)} fold model(s)", total=len(members))
         for fold, dirs in folds.items():
             idx = np.flatnonzero((row_fold == fold) | by_all)
-            chunks = _chunks(inputs.view, table, idx, shape.assays)
+            chunks = _chunks(inputs, table, idx, shape.assays)
             for member in dirs:
                 got = model_weights(_load_model(model_cls, member), chunks, shape, spec.name) if len(idx) else {}
                 if sums and got and set(got) != set(sums):
@@ -187,27 +188,76 @@ def explain_binned(run_dir: str | Path, output: str | Path, *, rows: int = DEFAU
                 bar.advance(task)
     means = {name: (total / counts.reshape(-1, *[1] * (total.ndim - 1))).astype(np.float32)
              for name, total in sums.items()}
-    views = Views.of(means, shape, spec.name)
+    region_weights = means.pop(REGION, None)
+    views = Views.of(means, shape, spec.name) if means or region_weights is None else None
     geometry = config.get("geometry") or dataset_geometry(ds.meta)
+    if config.get("geometries"):  # the model's first geometry is what X holds
+        first = ds.geometry(config["geometries"][0])
+        geometry = {**geometry, "bin_size": first["bin_size"], "n_bins": first["n_bins"]}
     bp = _bin_bp(geometry, shape.n_bins)
     groups = table["group"].to_numpy()
-    summary = rank_marks(groups, views, shape.assays, bp)
+    summary = rank_marks(groups, views, shape.assays, bp) if views is not None else pd.DataFrame()
+    regions = region_table(table, region_weights, inputs.regions, ds) if region_weights is not None else None
     title = f"{config.get('model', '?')} run {run_dir.name}"
     with atomic_dir(output, "explanation", force=force) as tmp:
-        long_table(table, means, shape, bp).to_parquet(tmp / "attention.parquet", index=False)
-        summary.to_csv(tmp / "summary.tsv", sep="\t", index=False, float_format="%.6g")
-        plot_bins(groups, views, bp, tmp / "bins.png", title)
-        plot_marks(summary, views.marks_what, tmp / "marks.png", title)
+        if views is not None:
+            long_table(table, means, shape, bp).to_parquet(tmp / "attention.parquet", index=False)
+            summary.to_csv(tmp / "summary.tsv", sep="\t", index=False, float_format="%.6g")
+            plot_bins(groups, views, bp, tmp / "bins.png", title)
+            plot_marks(summary, views.marks_what, tmp / "marks.png", title)
+        if regions is not None:
+            regions.to_csv(tmp / "regions.tsv", sep="\t", index=False, float_format="%.6g")
+            plot_regions(regions, tmp / "regions.png", title)
         (tmp / "config.json").write_text(json.dumps({
             "kind": "explanation", "epx_version": __version__, "run": str(run_dir.resolve()),
             "dataset": str(ds_path.resolve()), "model": config.get("model"), "target": config.get("target"),
             "rows": shape.n, "rows_from": table.attrs["source"], "groups": table.attrs["groups"],
             "group_counts": {str(g): int(c) for g, c in table["group"].value_counts().items()},
             "models": {fold: [m.name for m in dirs] for fold, dirs in folds.items()}, "kinds": sorted(means),
-            "bins_png": views.bins_what, "marks_png": views.marks_what, "geometry": geometry,
+            "bins_png": views.bins_what if views else None, "marks_png": views.marks_what if views else None,
+            "regions_tsv": "attention of each gene's promoter on each distal region (slot 0 = the strongest contact)"
+            if regions is not None else None, "geometry": geometry,
         }, indent=2) + "\n")
-    return {"rows": shape.n, "models": len(members), "kinds": sorted(means), "summary": summary,
-            "rows_from": table.attrs["source"], "marks_what": views.marks_what}
+    kinds = sorted([*means, *([REGION] if regions is not None else [])])
+    return {"rows": shape.n, "models": len(members), "kinds": kinds, "summary": summary,
+            "rows_from": table.attrs["source"], "marks_what": views.marks_what if views else None,
+            "regions": regions}
+
+
+def region_table(rows: pd.DataFrame, weights: np.ndarray, view: Any, ds: Any) -> pd.DataFrame:
+    """One row per (explained gene, present distal region): where the region is, its contact score
+    and the mean attention the model gave it."""
+    if view is None:
+        raise PluginError("the model reports attention over distal regions, but the run used none")
+    present = np.zeros(weights.shape, bool)
+    for start in range(0, len(rows), 4096):
+        present[start:start + 4096] = view[np.arange(start, min(start + 4096, len(rows)))]["present"]
+    r, slot = np.nonzero(present)
+    table = ds.regions
+    out = pd.DataFrame({"gene_id": rows["gene_id"].to_numpy()[r], "cell_line": rows["cell_line"].to_numpy()[r],
+                        "group": rows["group"].to_numpy()[r], "slot": slot, "weight": weights[r, slot]})
+    out = out.merge(table[["gene_id", "cell_line", "slot", "chrom", "start", "end", "score"]],
+                    on=["gene_id", "cell_line", "slot"], how="left")
+    return out[["gene_id", "cell_line", "group", "slot", "chrom", "start", "end", "score", "weight"]]
+
+
+def plot_regions(regions: pd.DataFrame, path: Path, title: str) -> None:
+    """Mean attention per region slot (slot 0 = the strongest contact), expressed next to silent."""
+    plt = _pyplot()
+    slots = np.sort(regions["slot"].unique())
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.6 * len(slots) + 2), 3.6))
+    groups = [g for g in GROUPS if (regions["group"] == g).any()] or [None]
+    width = 0.8 / len(groups)
+    for k, (group, color) in enumerate(zip(groups, ("#d8563b", "#3b7dd8"), strict=False)):
+        part = regions if group is None else regions[regions["group"] == group]
+        means = part.groupby("slot")["weight"].mean().reindex(slots)
+        ax.bar(slots + (k - (len(groups) - 1) / 2) * width, means.to_numpy(), width, label=group or "all rows", color=color)
+    ax.set_xlabel("distal region (slot 0 = strongest contact)")
+    ax.set_ylabel("mean attention from the promoter")
+    ax.set_title(title)
+    ax.legend()
+    fig.tight_layout()
+    _save(fig, path)
 
 
 def _dataset_path(run_dir: Path, config: dict[str, Any], dataset: str | Path | None) -> Path:
@@ -268,8 +318,10 @@ class Shape:
     n_bins: int
 
     def axes(self, name: str, shape: tuple[int, ...]) -> tuple[str, ...] | None:
-        """What the non-row axes of a hook's array are: (assay, bin), (assay,) or (bin,)."""
+        """What the non-row axes of a hook's array are: (assay, bin), (assay,), (bin,) or (region,)."""
         n_assays = len(self.assays)
+        if name == REGION:
+            return ("region",) if len(shape) == 2 else None
         if shape[1:] == (n_assays, self.n_bins):
             return ("assay", "bin")
         if len(shape) == 2 and shape[1] == n_assays and (name == "mark" or shape[1] != self.n_bins):
@@ -284,12 +336,19 @@ def outer_fold(model_dir: str) -> str:
     return re.sub(r"(_(inner|seed)\d+)+$", "", model_dir).removeprefix("fold_")
 
 
-def _chunks(view: Any, table: pd.DataFrame, idx: np.ndarray, assays: list[str]) -> list[FoldData]:
-    """Rows ``idx`` as model inputs, in chunks; each chunk's bins are read when a hook asks."""
+def _chunks(inputs: Any, table: pd.DataFrame, idx: np.ndarray, assays: list[str]) -> list[FoldData]:
+    """Rows ``idx`` as model inputs (every geometry, and distal regions where the run used them),
+    in chunks; each chunk's bins are read when a hook asks."""
     from epx.predict import CHUNK_ROWS
 
-    return [FoldData(X=view.take(part), y=None, rows=table.iloc[part][["gene_id", "cell_line"]].reset_index(drop=True),
-                     feature_names=list(assays)) for part in np.split(idx, range(CHUNK_ROWS, len(idx), CHUNK_ROWS))]
+    out = []
+    for part in np.split(idx, range(CHUNK_ROWS, len(idx), CHUNK_ROWS)):
+        bins = {name: view.take(part) for name, view in inputs.bins.items()}
+        regions = None if inputs.regions is None else inputs.regions.take(part)
+        out.append(FoldData(X=next(iter(bins.values())), y=None, bins=bins, regions=regions,
+                            rows=table.iloc[part][["gene_id", "cell_line"]].reset_index(drop=True),
+                            feature_names=list(assays)))
+    return out
 
 
 def model_weights(model: Any, chunks: list[FoldData], shape: Shape, model_name: str) -> dict[str, np.ndarray]:
@@ -306,7 +365,7 @@ def model_weights(model: Any, chunks: list[FoldData], shape: Shape, model_name: 
             for name, value in dict(getattr(model, ATTENTION)(data)).items():
                 parts.setdefault(str(name), []).append(_checked(f"attention {name!r}", value, len(data), shape, str(name)))
         out = {name: np.concatenate(p) for name, p in parts.items()}
-    if SALIENCY in hooks and "mark" not in out:
+    if SALIENCY in hooks and "mark" not in out and REGION not in out:
         out[SALIENCY] = np.concatenate([_checked(SALIENCY, getattr(model, SALIENCY)(data), len(data), shape, SALIENCY)
                                         for data in chunks])
     return out
