@@ -43,9 +43,24 @@ class FoldData:
     rows: pd.DataFrame
     feature_names: list[str] = field(default_factory=list)
     targets: dict[str, np.ndarray] = field(default_factory=dict)
+    bins: dict[str, Any] = field(default_factory=dict)   # geometry name -> lazy (rows, assays, n_bins) view; X is the first one
+    regions: Any = None                                   # lazy view of distal regions, or None (dataset without pairs)
 
     def __len__(self) -> int:
         return int(self.X.shape[0])
+
+    def subset(self, idx) -> FoldData:
+        """The rows idx of every input (X, bins, regions, y, targets, rows); nothing is read."""
+        def take(view: Any) -> Any:
+            import numpy as np
+
+            return view.take(idx) if hasattr(view, "take") and not isinstance(view, np.ndarray) else view[idx]
+
+        return FoldData(
+            X=take(self.X), y=None if self.y is None else self.y[idx], rows=self.rows.iloc[idx].reset_index(drop=True),
+            feature_names=list(self.feature_names), targets={k: v[idx] for k, v in self.targets.items()},
+            bins={k: take(v) for k, v in self.bins.items()}, regions=None if self.regions is None else take(self.regions),
+        )
 
 
 # Optional model methods the core uses when present (documented in docs/plugins.md; a meta-test
