@@ -207,3 +207,14 @@ def test_fold_data_subset_splits_every_input():
     np.testing.assert_array_equal(part.bins["250x32"][[0, 1]], data.bins["250x32"][[7, 2]])
     np.testing.assert_array_equal(part.regions[[1]]["score"], data.regions[[2]]["score"])
     np.testing.assert_array_equal(part.y, data.y[[7, 2]])
+
+
+def test_conforms_on_plain_binned_data(tmp_path):
+    """epx's conformance checks on data with only X (no bins dict, no regions): the promoter-only
+    model reads X as its one geometry."""
+    import dataclasses
+
+    from epx.models.testing import check_model
+
+    params = {**SPEC.params, **SMALL, "max_epochs": 12, "batch_size": 32, "lr": 3e-3, "lr_decay": 0.0, "verbose": False}
+    check_model(dataclasses.replace(SPEC, params=params), tmp_path, n=240, min_spearman=0.3)
