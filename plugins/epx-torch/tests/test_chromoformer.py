@@ -148,7 +148,7 @@ def test_check_rejects_heads_not_dividing_widths():
 
 
 def fit_params(**over) -> dict:
-    return {**SPEC.params, **SMALL, "verbose": False, "threads": 2, **over}
+    return {**SPEC.params, **SMALL, "verbose": False, "threads": 1, **over}
 
 
 def labelled(n: int, seed: int) -> FoldData:
