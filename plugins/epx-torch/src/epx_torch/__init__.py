@@ -69,4 +69,39 @@ transformer = torch_spec(
              "batch_size": 64},
 )
 
-__all__ = ["bilstm_attn", "bilstm_transformer", "cnn", "hybrid", "torch_spec", "transformer"]
+chromoformer = torch_spec(
+    name="chromoformer",
+    description="Chromoformer: promoter bins at three resolutions, distal pCREs by their contacts; transformers "
+                "over bins, promoter-pCRE pairs and the regulatory set.",
+    model="epx_torch.nets.chromoformer:ChromoformerModel",
+    params={"d_embed": 128, "embed_heads": 2, "embed_layers": 1, "embed_ff": 128, "pair_layers": 2, "pair_heads": 2,
+            "pair_ff": 256, "reg_d_model": 256, "reg_heads": 8, "reg_layers": 6, "reg_ff": 256, "head_hidden": 128,
+            "dropout": 0.0, "lr_decay": 0.13, "use_regions": True},
+    param_help={
+        "d_embed": "token width of the embedding and pairwise transformers (and of the regulation tokens)",
+        "embed_heads": "attention heads over the promoter bins (must divide d_embed)",
+        "embed_layers": "encoder layers over the promoter bins",
+        "embed_ff": "feed-forward width of the embedding layers",
+        "pair_layers": "promoter x pCRE cross-attention layers",
+        "pair_heads": "heads of the pairwise layers (must divide d_embed)",
+        "pair_ff": "feed-forward width of the pairwise layers",
+        "reg_d_model": "attention width of the regulation transformer over [promoter, pCREs]",
+        "reg_heads": "heads of the regulation transformer (must divide reg_d_model)",
+        "reg_layers": "regulation transformer layers",
+        "reg_ff": "feed-forward width of the regulation layers",
+        "head_hidden": "units of the dense layer after the geometries are concatenated",
+        "dropout": "dropout in every transformer (the reference uses none)",
+        "lr_decay": "multiply the learning rate by (1 - lr_decay) after each epoch (0.13: about half after five)",
+        "use_regions": "read the distal regions (false: the promoter-only ablation, also on a dataset with pairs)",
+    },
+    param_bounds={"d_embed": "[1, inf)", "embed_heads": "[1, inf)", "embed_layers": "[1, inf)", "embed_ff": "[1, inf)",
+                  "pair_layers": "[1, inf)", "pair_heads": "[1, inf)", "pair_ff": "[1, inf)", "reg_d_model": "[1, inf)",
+                  "reg_heads": "[1, inf)", "reg_layers": "[1, inf)", "reg_ff": "[1, inf)", "head_hidden": "[1, inf)",
+                  "dropout": "[0, 1)", "lr_decay": "[0, 1)"},
+    # the seed: AdamW lr 3e-5, 10 epochs, batch 64, lr x 0.87 per epoch, no early stopping (the best
+    # epoch's weights are kept), MSE on log2(RPKM + 1) (epx's --target log1p)
+    trainer={"optimizer": "adamw", "lr": 3e-5, "max_epochs": 10, "batch_size": 64, "patience": 0, "pearson_weight": 0.0},
+    # TODO(core): geometries=("2000x20", "500x80", "100x400"), regions=True
+)
+
+__all__ = ["bilstm_attn", "bilstm_transformer", "chromoformer", "cnn", "hybrid", "torch_spec", "transformer"]

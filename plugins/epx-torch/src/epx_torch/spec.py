@@ -15,6 +15,7 @@ from epx.models import ModelSpec
 # plateau of 3 epochs, batch 128); architectures override what their seed project used.
 TRAINER_PARAMS: dict[str, Any] = {
     "lr": 1e-3,
+    "optimizer": "adam",
     "weight_decay": 0.0,
     "max_epochs": 100,
     "patience": 12,
@@ -29,8 +30,9 @@ TRAINER_PARAMS: dict[str, Any] = {
     "verbose": True,
 }
 TRAINER_HELP = {
-    "lr": "initial learning rate (Adam)",
-    "weight_decay": "Adam weight decay (L2)",
+    "lr": "initial learning rate",
+    "optimizer": "adam, or adamw (decoupled weight decay)",
+    "weight_decay": "weight decay (L2 in adam, decoupled in adamw)",
     "max_epochs": "maximum epochs; early stopping on the validation side usually stops sooner",
     "patience": "stop after this many epochs without a lower validation loss (0 = never stop early)",
     "lr_factor": "multiply the learning rate by this on a validation-loss plateau (1 = constant)",
@@ -48,15 +50,17 @@ TRAINER_BOUNDS = {
     "lr_factor": "(0, 1]", "lr_patience": "[0, inf)", "batch_size": "[1, inf)", "grad_clip": "[0, inf)",
     "pearson_weight": "[0, inf)", "valid_fraction": "(0, 0.5]", "threads": "[0, inf)",
 }
-TRAINER_CHOICES = {"device": ("cpu", "cuda", "auto")}
+TRAINER_CHOICES = {"device": ("cpu", "cuda", "auto"), "optimizer": ("adam", "adamw")}
 TASKS = ("binary", "regression", "rank")
 
 
 def torch_spec(*, name: str, description: str, model: str, params: dict[str, Any],
                param_help: dict[str, str] | None = None, param_bounds: dict[str, Any] | None = None,
-               trainer: dict[str, Any] | None = None, tasks: tuple[str, ...] = TASKS) -> ModelSpec:
+               trainer: dict[str, Any] | None = None, tasks: tuple[str, ...] = TASKS,
+               param_choices: dict[str, tuple[str, ...]] | None = None, **spec_fields: Any) -> ModelSpec:
     """A binned-input ModelSpec: the architecture's ``params`` plus the trainer's (``trainer``
-    overrides the trainer defaults, e.g. ``{"patience": 5}``)."""
+    overrides the trainer defaults, e.g. ``{"patience": 5}``). ``spec_fields`` go to ModelSpec
+    unchanged (e.g. the input geometries a model reads)."""
     overlap = set(params) & set(TRAINER_PARAMS)
     if overlap:
         raise ValueError(f"{name}: architecture parameters {sorted(overlap)} clash with trainer parameters; "
@@ -66,5 +70,5 @@ def torch_spec(*, name: str, description: str, model: str, params: dict[str, Any
         name=name, description=description, input_kind="binned", tasks=tasks, model=model, params=merged,
         param_help={**TRAINER_HELP, **(param_help or {})},
         param_bounds={**TRAINER_BOUNDS, **(param_bounds or {})},
-        param_choices=dict(TRAINER_CHOICES),
+        param_choices={**TRAINER_CHOICES, **(param_choices or {})}, **spec_fields,
     )

@@ -10,8 +10,12 @@ A model is a subclass of :class:`TorchModel` naming its trunk: an ``nn.Module`` 
 ``(batch, trunk.embedding_dim)``. A trunk may also define ``attention(x) -> {name: tensor}``
 (exposed to ``epx explain``) and ``configure_schedule(optimizer, params)`` (its own LR schedule).
 
-Batches are read from ``FoldData.X`` one at a time: for epx datasets that is a lazy view of the
-bins file (read and normalised per batch), so no copy of the whole array is ever held.
+Batches are read from ``TorchModel.inputs(data)`` (default ``FoldData.X``) one at a time: for epx
+datasets that is a lazy view of the bins file (read and normalised per batch), so no copy of the
+whole array is ever held. A batch is an array ``(batch, assays, bins)`` or, for a model with
+several inputs (``chromoformer``: bins at several resolutions and distal regions), a dict of
+arrays, handed to the trunk as a dict of tensors. Such a model also overrides
+``input_shapes(data)`` (what ``build`` needs besides the assay count; saved in torch.json).
 """
 
 from __future__ import annotations
@@ -63,12 +67,22 @@ class Network(nn.Module):
         self.trunk = trunk
         self.head = nn.Linear(int(trunk.embedding_dim), 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Any) -> torch.Tensor:
         return self.head(self.trunk(x)).squeeze(-1)
 
 
+def _tensor(batch: Any) -> Any:
+    """A batch read from the inputs as tensors: an array becomes float32, a dict of arrays a dict
+    of tensors (float arrays float32, bool masks stay bool)."""
+    if isinstance(batch, dict):
+        return {k: torch.from_numpy(np.ascontiguousarray(v) if np.asarray(v).dtype == bool
+                                    else np.ascontiguousarray(v, dtype=np.float32)) for k, v in batch.items()}
+    return torch.from_numpy(np.ascontiguousarray(batch, dtype=np.float32))
+
+
 class _Rows(torch.utils.data.Dataset):
-    """Rows of X (an array or epx's lazy view of the bins), fetched one batch of indices at a time."""
+    """Rows of the inputs (an array, epx's lazy view of the bins, or a model's multi-input view
+    whose ``[idx]`` is a dict of arrays), fetched one batch of indices at a time."""
 
     def __init__(self, X: Any, y: np.ndarray | None) -> None:
         self.X, self.y = X, y
@@ -76,9 +90,9 @@ class _Rows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.X)
 
-    def __getitem__(self, idx: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def __getitem__(self, idx: Any) -> tuple[Any, torch.Tensor]:
         idx = np.asarray(idx)
-        x = torch.from_numpy(np.ascontiguousarray(self.X[idx], dtype=np.float32))
+        x = _tensor(self.X[idx])
         y = torch.from_numpy(self.y[idx].astype(np.float32)) if self.y is not None else torch.zeros(len(idx))
         return x, y
 
@@ -99,14 +113,14 @@ def batch_pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 
 class LitModel(pl.LightningModule):
-    """The Lightning side: loss per task, Adam, ReduceLROnPlateau (or the trunk's schedule)."""
+    """The Lightning side: loss per task, Adam or AdamW, ReduceLROnPlateau (or the trunk's schedule)."""
 
     def __init__(self, network: Network, task: str, params: dict[str, Any]) -> None:
         super().__init__()
         self.network, self.task, self.params = network, task, params
         self._valid: list[tuple[torch.Tensor, torch.Tensor]] = []
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: Any) -> torch.Tensor:
         return self.network(x)
 
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -119,13 +133,13 @@ class LitModel(pl.LightningModule):
             loss = loss + weight * (1 - batch_pearson(out, y))
         return loss
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+    def training_step(self, batch: tuple[Any, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss(self(x), y)
         self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+    def validation_step(self, batch: tuple[Any, torch.Tensor], _: int) -> None:
         x, y = batch
         out = self(x)
         self.log("valid_loss", self.loss(out, y), on_step=False, on_epoch=True, batch_size=len(y))
@@ -141,8 +155,8 @@ class LitModel(pl.LightningModule):
         self.log("valid_metric", float(np.nan_to_num(value)), on_epoch=True)
 
     def configure_optimizers(self) -> Any:
-        optimizer = torch.optim.Adam(self.parameters(), lr=float(self.params["lr"]),
-                                     weight_decay=float(self.params["weight_decay"]))
+        kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[str(self.params["optimizer"])]
+        optimizer = kind(self.parameters(), lr=float(self.params["lr"]), weight_decay=float(self.params["weight_decay"]))
         own = getattr(self.network.trunk, "configure_schedule", None)
         if own is not None:
             return {"optimizer": optimizer, "lr_scheduler": own(optimizer, self.params)}
@@ -194,6 +208,7 @@ class TorchModel:
         self.network: Network | None = None
         self.assays: list[str] = []
         self.n_bins = 0
+        self.shapes: dict[str, Any] = {}  # build's keyword arguments besides n_assays (input_shapes)
         self.y_mean, self.y_sd = 0.0, 1.0
         self.history: dict[str, Any] = {}
 
@@ -201,6 +216,16 @@ class TorchModel:
     def architecture(self) -> dict[str, Any]:
         """The trunk's own parameters (everything that is not a trainer parameter)."""
         return {k: v for k, v in self.params.items() if k not in TRAINER_PARAMS}
+
+    def inputs(self, data: FoldData) -> Any:
+        """What the batches are read from: ``inputs(data)[idx]`` is one batch, an array or a dict of
+        arrays. Default ``data.X`` (rows, assays, bins)."""
+        return data.X
+
+    def input_shapes(self, data: FoldData) -> dict[str, Any]:
+        """The keyword arguments of :meth:`build` besides ``n_assays``, read from the training data
+        and saved in torch.json. Default ``{"n_bins": bins of X}``."""
+        return {"n_bins": int(data.X.shape[2])}
 
     def build(self, n_assays: int, n_bins: int) -> Network:
         try:
@@ -217,19 +242,17 @@ class TorchModel:
         pl.seed_everything(self.seed, workers=True, verbose=False)
         _, n_assays, n_bins = train.X.shape
         self.assays, self.n_bins = list(train.feature_names), int(n_bins)
-        y_train = np.asarray(train.y, dtype=np.float64)
-        X_train, X_valid, y_valid = train.X, None, None
-        if valid is not None and len(valid) and valid.y is not None:
-            X_valid, y_valid = valid.X, np.asarray(valid.y, dtype=np.float64)
-        else:
+        self.shapes = self.input_shapes(train)
+        if valid is None or not len(valid) or valid.y is None:  # every input is split (FoldData.subset)
             held, kept = holdout_genes(train.rows, float(self.params["valid_fraction"]), self.seed)
-            X_valid, y_valid = _take(train.X, held), y_train[held]
-            X_train, y_train = _take(train.X, kept), y_train[kept]
+            train, valid = train.subset(kept), train.subset(held)
+        y_train = np.asarray(train.y, dtype=np.float64)
+        X_train, X_valid, y_valid = self.inputs(train), self.inputs(valid), np.asarray(valid.y, dtype=np.float64)
         if self.task == "regression":  # standardise: one scale for every target and loss weight
             self.y_mean, self.y_sd = float(y_train.mean()), float(y_train.std()) or 1.0
         scale = (lambda y: (y - self.y_mean) / self.y_sd) if self.task == "regression" else (lambda y: y)
 
-        self.network = self.build(n_assays, n_bins)
+        self.network = self.build(n_assays, **self.shapes)
         module = LitModel(self.network, self.task, self.params)
         batch = int(self.params["batch_size"])
         train_loader = _loader(X_train, scale(y_train), batch, shuffle=True, seed=self.seed)
@@ -264,7 +287,7 @@ class TorchModel:
         module.load_state_dict(state)
         self.network = module.network.cpu().eval()
         self.history = {"epochs": int(trainer.current_epoch), "best_valid_loss": float(best.best_model_score),
-                        "device": device}
+                        "device": device, "last_lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
 
     # -- prediction ----------------------------------------------------------------------------
     def _check_input(self, data: FoldData) -> None:
@@ -277,9 +300,9 @@ class TorchModel:
             raise PluginError(f"model {self.name!r} was trained on {self.n_bins} bins, given {data.X.shape[2]}")
 
     def _batches(self, data: FoldData):
+        inputs = self.inputs(data)
         for start in range(0, len(data), PREDICT_ROWS):
-            idx = np.arange(start, min(start + PREDICT_ROWS, len(data)))
-            yield torch.from_numpy(np.ascontiguousarray(data.X[idx], dtype=np.float32))
+            yield _tensor(inputs[np.arange(start, min(start + PREDICT_ROWS, len(data)))])
 
     def predict(self, data: FoldData) -> np.ndarray:
         self._check_input(data)
@@ -300,6 +323,9 @@ class TorchModel:
         explainer = InputXGradient(self.network)
         parts = []
         for x in self._batches(data):
+            if isinstance(x, dict):
+                raise PluginError(f"model {self.name!r} reads several inputs (bins at several resolutions, regions): "
+                                  "input x gradient saliency is not defined for it; use its attention instead")
             parts.append(explainer.attribute(x.requires_grad_(True)).detach().numpy())
         return np.concatenate(parts) if parts else np.zeros((0, len(self.assays), self.n_bins), np.float32)
 
@@ -310,7 +336,7 @@ class TorchModel:
         torch.save(self.network.state_dict(), directory / WEIGHTS_FILE)
         meta = {"format": FORMAT_VERSION, "model": self.name, "epx_version": EPX_VERSION, "params": self.params,
                 "task": self.task, "seed": self.seed, "assays": self.assays, "n_bins": self.n_bins,
-                "y_mean": self.y_mean, "y_sd": self.y_sd, "history": self.history}
+                "shapes": self.shapes, "y_mean": self.y_mean, "y_sd": self.y_sd, "history": self.history}
         (directory / META_FILE).write_text(json.dumps(meta, indent=2) + "\n")
 
     @classmethod
@@ -329,8 +355,9 @@ class TorchModel:
         model = cls({**meta["params"], "device": "auto"}, meta["task"], meta["seed"])
         model.params["device"] = meta["params"].get("device", "cpu")
         model.assays, model.n_bins = list(meta["assays"]), int(meta["n_bins"])
+        model.shapes = meta.get("shapes") or {"n_bins": model.n_bins}
         model.y_mean, model.y_sd, model.history = float(meta["y_mean"]), float(meta["y_sd"]), meta.get("history", {})
-        model.network = model.build(len(model.assays), model.n_bins)
+        model.network = model.build(len(model.assays), **model.shapes)
         state = torch.load(directory / WEIGHTS_FILE, map_location="cpu", weights_only=True)
         model.network.load_state_dict(state)
         model.network.eval()
@@ -368,10 +395,6 @@ def holdout_genes(rows: Any, fraction: float, seed: int) -> tuple[np.ndarray, np
 def _use_threads(params: dict[str, Any]) -> None:
     if int(params["threads"]) > 0:
         torch.set_num_threads(int(params["threads"]))
-
-
-def _take(X: Any, idx: np.ndarray) -> Any:
-    return X.take(idx) if hasattr(X, "take") and not isinstance(X, np.ndarray) else X[idx]
 
 
 def _minor(version: Any) -> tuple[str, ...]:
