@@ -768,7 +768,7 @@ def explain(
                                                        attention=("weight", "mean"))
             console.table("Attention on distal regions, by contact rank (slot 0 = strongest)",
                           ["slot", "regions", "mean contact score", "mean attention"],
-                          [[str(k), f"{r.regions:,}", f"{r.score:.3g}", f"{r.attention:.3g}"]
+                          [[str(k), f"{int(r.regions):,}", f"{r.score:.3g}", f"{r.attention:.3g}"]
                            for k, r in by_slot.iterrows()])
         console.info(f"wrote {output}")
         return

@@ -318,6 +318,15 @@ def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results:
     return pd.concat(frames, ignore_index=True)
 
 
+def _allocate(path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
+    """A zero-filled ``.npy`` whose blocks are reserved now: a full disk fails here, as one line,
+    and not later as a SIGBUS in the worker writing through its memory map."""
+    np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=shape).flush()
+    if hasattr(os, "posix_fallocate"):
+        with open(path, "r+b") as fh:
+            os.posix_fallocate(fh.fileno(), 0, os.fstat(fh.fileno()).st_size)
+
+
 def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], params: FeaturizeParams,
                  region_bins: dict[str, int] | None) -> tuple[dict[str, tuple[str, str]], dict[str, str]]:
     """Create the zero-filled binned arrays in ``tmp`` (sparse files until written): per geometry
@@ -329,12 +338,12 @@ def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], p
     for k, spec in enumerate(params.bin_specs()):
         stem = "bins" if k == 0 else f"bins_{spec.name}"
         shape = (n_genes, len(cells), len(assays), spec.n_bins)
-        np.lib.format.open_memmap(tmp / f"{stem}.npy", mode="w+", dtype=np.float32, shape=shape).flush()
-        np.lib.format.open_memmap(tmp / f"{stem}_coverage.npy", mode="w+", dtype=np.float16, shape=shape).flush()
+        _allocate(tmp / f"{stem}.npy", np.float32, shape)
+        _allocate(tmp / f"{stem}_coverage.npy", np.float16, shape)
         bins[spec.name] = (str(tmp / f"{stem}.npy"), str(tmp / f"{stem}_coverage.npy"))
         if region_bins is not None:
             shape_r = (len(cells), region_bins[spec.name], len(assays))
-            np.lib.format.open_memmap(tmp / f"regions_{spec.name}.npy", mode="w+", dtype=np.float32, shape=shape_r).flush()
+            _allocate(tmp / f"regions_{spec.name}.npy", np.float32, shape_r)
             regions[spec.name] = str(tmp / f"regions_{spec.name}.npy")
     return bins, regions
 

@@ -101,7 +101,8 @@ chromoformer = torch_spec(
     # the seed: AdamW lr 3e-5, 10 epochs, batch 64, lr x 0.87 per epoch, no early stopping (the best
     # epoch's weights are kept), MSE on log2(RPKM + 1) (epx's --target log1p)
     trainer={"optimizer": "adamw", "lr": 3e-5, "max_epochs": 10, "batch_size": 64, "patience": 0, "pearson_weight": 0.0},
-    # TODO(core): geometries=("2000x20", "500x80", "100x400"), regions=True
+    # the reference's 40 kb at three resolutions; `epx train --bins` picks others (e.g. one, 100x100)
+    geometries=("2000x20", "500x80", "100x400"), regions=True,
 )
 
 __all__ = ["bilstm_attn", "bilstm_transformer", "chromoformer", "cnn", "hybrid", "torch_spec", "transformer"]
