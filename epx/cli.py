@@ -365,10 +365,9 @@ def featurize(
     """Turn a gene table and bigWig/BED tracks into a dataset: tabular features and binned tracks."""
     from epx import console
     from epx.errors import EpxError
+    from epx.features.geometry import parse_bins
     from epx.featurize import FeaturizeParams
     from epx.featurize import featurize as run_featurize
-
-    from epx.features.geometry import parse_bins
 
     if bins.strip().isdigit():  # the old --bins N [--bin-size BP]
         geometries = parse_bins(f"{bin_size or 100}x{bins.strip()}")

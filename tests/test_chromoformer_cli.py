@@ -8,7 +8,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import assert_user_error, demo_labels
 
 pytest.importorskip("torch")

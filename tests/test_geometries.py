@@ -4,15 +4,13 @@ contract): real bigWigs and pairs files through the real CLI, checked against py
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pyBigWig
 import pytest
-
 from conftest import assert_user_error, write_bigwig, write_ml4g
+
 from epx.dataset import load_dataset
 
 CHROMS = {"chr1": 400_000, "chr2": 300_000}

@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from epx.features.geometry import BinSpec
 from epx.io.bigwig import (
     BigWigReader,
     _ranges,
@@ -65,7 +66,6 @@ from epx.io.bigwig import (
     overlapping,
     restrict_to_regions,
 )
-from epx.features.geometry import BinSpec
 from epx.io.chroms import alias_map
 
 STATS: tuple[str, ...] = ("mean", "std", "min", "max", "sum", "coverage", "slope")
