@@ -3,7 +3,8 @@
 ``epx demo`` needs a dataset that exercises every reader (ML4G gene tables and labels, a track
 manifest, bigWig and narrowPeak tracks, chromosome aliasing) without shipping gigabytes of real
 data, and one where the answer is known: expression is driven by a latent per-gene promoter
-activity that the marks reflect, so a working model must reach a clearly positive Spearman.
+activity that the marks reflect, so a working model must reach a clearly positive Spearman, and
+for some genes by distal enhancers that only promoter-contact pairs link to them.
 
 The generative model, per gene ``g`` and cell line ``c``:
 
@@ -14,9 +15,25 @@ The generative model, per gene ``g`` and cell line ``c``:
 * activation marks at the promoter (H3K4me3, H3K27ac, DNase, flanking H3K4me1) whose strength is
   a noisy sigmoid of the activity, and H3K36me3 over the bodies of expressed genes, rising
   towards the 3' end;
+* distal enhancers linked by contacts: about 40% of genes get 1-3 enhancers 30-150 kb from the
+  TSS (upstream, or downstream past the gene's end and 5 kb flank; never within TSS +- 20 kb, the
+  widest promoter window epx bins, nor within 2 kb of any TSS), 1-4 kb wide, each with its own
+  latent activity per cell line (correlation ~0.8 across cell lines), independent of the gene's
+  promoter activity. Their H3K27ac, H3K4me1 and DNase are log-linear in that activity. Each adds
+  ``weight * (activity + 1.5)`` to its gene; for a linked gene the sum, standardised, makes half
+  of the expression drive (``LINK_SHARE``) and the promoter-driven part the other half;
 * CAGE-like expression: about half exactly zero, the rest log-normal (heavy tail, max in the
-  thousands), from activity minus repression plus noise;
+  thousands), from activity minus repression (plus, for linked genes, enhancers) plus noise;
+  H3K36me3 follows the promoter-driven expression only, so a linked gene's distal part shows in
+  no mark near the gene (a simplification: real gene-body marks would partly reveal it);
 * batch effects: a per-cell scale on expression and a per-(cell, assay) scale on the tracks.
+
+``pairs.bedpe`` holds promoter-capture-Hi-C-like contacts, shared by the cell lines: promoter
+fragment (2-10 kb holding the TSS) to region fragment (2-6 kb, trimmed to hold no TSS), name ``.``,
+a CHiCAGO-like score 5-30; every true link (mean score ~20), about as many non-functional cis
+contacts 20-300 kb away (mean ~7.5), a few trans contacts and a few touching no gene. ``links.tsv``
+lists the true links. The linked enhancers, their marks and the pairs draw from their own random
+streams, so the genes and every other signal are drawn as before.
 
 Enhancers (H3K4me1, H3K27ac, DNase) and CTCF-like sites (DNase) add peaks away from genes. The
 bigWigs carry data only where there is signal or sparse background, leaving large gaps (telomeres,
@@ -72,6 +89,14 @@ _BLOCK = 250_000  # gene-density blocks
 _TELOMERE = 60_000
 _CENTROMERE = 600_000
 _CONTEXT = 25_000  # genes keep this far from telomeres and centromeres
+# Distal enhancers linked to genes by contacts (pcHi-C-like pairs.bedpe): beyond every promoter
+# window epx uses (Chromoformer's 2000x20 = TSS +- 20 kb, ML4G's 5 kb flanks).
+LINKED_FRACTION = 0.4  # of genes with 1-3 linked enhancers
+LINK_DISTANCE = (30_000, 150_000)  # bp from the TSS (log-uniform)
+LINK_WIDTH = (1_000, 4_000)  # bp
+LINK_SHARE = 0.5  # of a linked gene's expression drive that comes from its enhancers
+REGION_FRAGMENT = 6_000  # region fragments of the contacts are 2-6 kb (promoter fragments 2-10 kb)
+LINK_BASE = 1.5  # an enhancer adds weight * (activity + LINK_BASE) to its gene's drive
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
@@ -210,8 +235,13 @@ def _tss(genes: pd.DataFrame) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def _biology(rng: np.random.Generator, genes: pd.DataFrame, n_enh: int) -> dict:
-    """Per-gene and per-enhancer latent states for every cell line, plus the expression labels."""
+def _biology(rng: np.random.Generator, genes: pd.DataFrame, n_enh: int, links: dict | None = None) -> dict:
+    """Per-gene and per-enhancer latent states for every cell line, plus the expression labels.
+
+    ``links`` (from :func:`_link_enhancers`): for each gene with linked distal enhancers, the
+    promoter-driven part of the drive is scaled by ``sqrt(1 - LINK_SHARE)`` and the enhancers'
+    weighted activity (scaled to the same spread) by ``sqrt(LINK_SHARE)``, so about half of its
+    drive comes from enhancers its promoter marks know nothing about."""
     n = len(genes)
     n_cells = len(CELL_LINES)
     shared = rng.standard_normal(n)
@@ -225,7 +255,15 @@ def _biology(rng: np.random.Generator, genes: pd.DataFrame, n_enh: int) -> dict:
     intrinsic = rng.standard_normal((n, 2))
     drive = (activity - 0.8 * polycomb - 1.2 * k9 + 0.35 * intrinsic[:, :1]
              + rng.normal(0.0, 0.25, (n, n_cells)))
+    promoter_drive = drive
+    enh_drive = np.zeros((n, n_cells))
+    linked = np.zeros(n, dtype=bool)
+    if links is not None and len(links["gene"]):
+        enh_drive = _link_drive(links, n, n_cells) * drive.std(axis=0)
+        linked = np.bincount(links["gene"], minlength=n) > 0
+        drive = np.where(linked[:, None], np.sqrt(1.0 - LINK_SHARE) * drive + np.sqrt(LINK_SHARE) * enh_drive, drive)
     gex = np.zeros((n, n_cells))
+    body_gex = np.zeros((n, n_cells))  # what H3K36me3 follows: the promoter-driven expression
     for c in range(n_cells):
         zero_fraction = rng.uniform(0.45, 0.58)
         cut = np.quantile(drive[:, c], zero_fraction)
@@ -233,6 +271,12 @@ def _biology(rng: np.random.Generator, genes: pd.DataFrame, n_enh: int) -> dict:
         log_mu = np.log(10.0) + rng.normal(0.0, 0.3)  # batch effect on expression scale
         noise = 0.9 * intrinsic[on, 1] + rng.normal(0.0, 0.6, on.sum())
         gex[on, c] = np.exp(log_mu + 1.3 * (drive[on, c] - cut) + noise)
+        body_gex[:, c] = gex[:, c]
+        if linked.any():
+            body_on = linked & (promoter_drive[:, c] > cut)
+            body_gex[linked, c] = 0.0
+            body_gex[body_on, c] = np.exp(log_mu + 1.3 * (promoter_drive[body_on, c] - cut)
+                                          + 0.9 * intrinsic[body_on, 1] + links["body_noise"][body_on, c])
     expressed = gex > 0
     # enhancers: positions shared by all cells; activity partly follows a nearby gene
     near = rng.random(n_enh) < 0.6
@@ -244,10 +288,76 @@ def _biology(rng: np.random.Generator, genes: pd.DataFrame, n_enh: int) -> dict:
         "polycomb": polycomb,
         "k9": k9,
         "gex": gex,
+        "body_gex": body_gex,
         "expressed": expressed,
         "enh_near": near,
         "enh_host": host,
         "enh_activity": enh_activity,
+        "link_drive": enh_drive,
+    }
+
+
+def _link_drive(links: dict, n: int, n_cells: int) -> np.ndarray:
+    """Per gene and cell line, what its linked enhancers add: each enhancer ``w * (activity +
+    LINK_BASE)`` (an enhancer of average activity adds, an inactive one little, so genes with more
+    and stronger enhancers are higher), summed and standardised over the linked genes (0 for the
+    others)."""
+    gene = links["gene"]
+    total = np.zeros((n, n_cells))
+    np.add.at(total, gene, links["weight"][:, None] * (links["activity"] + LINK_BASE))
+    linked = np.bincount(gene, minlength=n) > 0
+    if not linked.any():
+        return total
+    mean, sd = total[linked].mean(axis=0), total[linked].std(axis=0)
+    return np.where(linked[:, None], (total - mean) / np.where(sd > 0, sd, 1.0), 0.0)
+
+
+def _link_enhancers(rng: np.random.Generator, genes: pd.DataFrame, n_cells: int) -> dict:
+    """Distal enhancers linked to a gene by contacts: ``LINKED_FRACTION`` of genes get 1-3, each
+    30-150 kb from the TSS (upstream, or downstream beyond the gene's end and its 5 kb flank, so no
+    promoter, body or flank window of its own gene sees it), on the gene's chromosome arm.
+
+    Each has a width (1-4 kb), a weight in the gene's expression and its own latent activity per
+    cell line (correlation ~0.8 across cell lines), independent of the gene's promoter activity."""
+    n = len(genes)
+    tss = _tss(genes)
+    plus = (genes["strand"] == "+").to_numpy()
+    chrom_of = genes["chr"].to_numpy()
+    linked = rng.random(n) < LINKED_FRACTION
+    count = rng.integers(1, 4, n)
+    gene = np.repeat(np.flatnonzero(linked), count[linked])
+    m = len(gene)
+    lo_d, hi_d = LINK_DISTANCE
+    dist = np.exp(rng.uniform(np.log(lo_d), np.log(hi_d), m)).astype(np.int64)
+    width = rng.integers(LINK_WIDTH[0], LINK_WIDTH[1] + 1, m)
+    weight = rng.lognormal(0.0, 0.2, m)
+    shared = rng.standard_normal(m)
+    activity = np.sqrt(0.8) * shared[:, None] + np.sqrt(0.2) * rng.standard_normal((m, n_cells))
+    downstream = rng.random(m) < 0.5
+    # bp from the TSS to the end of the gene's ML4G downstream flank (TES + 5 kb)
+    tes_reach = np.where(plus, genes["gene_end"].to_numpy() - tss, tss - genes["gene_start"].to_numpy()) + 5_000
+    size = np.array([CHROM_SIZES[c] for c in chrom_of[gene]])
+    cen = np.array([_centromere(CHROM_SIZES[c]) for c in chrom_of[gene]])
+    t = tss[gene]
+    arm_lo = np.where(t < cen[:, 0], _TELOMERE, cen[:, 1]) + 5_000
+    arm_hi = np.where(t < cen[:, 0], cen[:, 0], size - _TELOMERE) - 5_000
+    # enhancers keep 2 kb away from every TSS, so their contact fragments need hold none
+    sorted_tss = {c: np.sort(tss[chrom_of == c]) for c in CHROM_SIZES}
+    pos = np.zeros(m, dtype=np.int64)
+    ok = np.zeros(m, dtype=bool)
+    for flip in (False, True):  # the drawn side, else the other one
+        down = downstream ^ flip
+        sign = np.where(plus[gene] == down, 1, -1)
+        p = t + sign * dist
+        fits = (p - width // 2 >= arm_lo) & (p + width // 2 < arm_hi) & (~down | (dist - width // 2 > tes_reach[gene]))
+        fits &= ~_holds_tss(chrom_of[gene], p - width // 2 - 2_000, p + width // 2 + 2_000, sorted_tss)
+        take = fits & ~ok
+        pos[take] = p[take]
+        ok |= take
+    return {
+        "gene": gene[ok], "chrom": chrom_of[gene][ok], "pos": pos[ok], "width": width[ok],
+        "weight": weight[ok], "activity": activity[ok],
+        "body_noise": rng.normal(0.0, 0.6, (n, n_cells)),  # of the linked genes' H3K36me3
     }
 
 
@@ -330,6 +440,43 @@ def _enhancer_profile(assay: str, d: np.ndarray, width: np.ndarray) -> np.ndarra
     if assay == "DNase":
         return np.exp(-0.5 * (d / (140.0 * w)) ** 2)
     raise ValueError(assay)
+
+
+def _linked_profile(assay: str, d: np.ndarray, width: np.ndarray) -> np.ndarray:
+    """A linked distal enhancer ``width`` bp wide (1-4 kb): acetylation over the whole element
+    with a nucleosome-free dip at its centre, H3K4me1 flanking it, DNase over its central part."""
+    half = width[:, None] / 2.0
+    a = np.abs(d)
+    if assay == "H3K27ac":
+        body = np.exp(-0.5 * (np.maximum(a - (half - 300.0), 0.0) / 300.0) ** 2)
+        return body * (1.0 - 0.45 * np.exp(-0.5 * (d / 200.0) ** 2))
+    if assay == "H3K4me1":
+        return np.exp(-0.5 * (np.maximum(a - (half - 200.0), 0.0) / 400.0) ** 2) * (0.5 + 0.5 * np.minimum(a / half, 1.0))
+    if assay == "DNase":
+        return np.exp(-0.5 * (d / (half / 2.5)) ** 2)
+    raise ValueError(assay)
+
+
+_LINKED_EXTENT = (-(LINK_WIDTH[1] // 2 + 1_200), LINK_WIDTH[1] // 2 + 1_200)  # every profile is ~0 beyond
+
+
+def _stamp_linked(dense: np.ndarray, rng: np.random.Generator, assay: str, chrom: str, ctx: dict, cell: int) -> None:
+    """Add the marks of the contact-linked distal enhancers on ``chrom``: a noisy sigmoid of each
+    enhancer's own activity in this cell line."""
+    links = ctx["links"]
+    on = links["chrom"] == chrom
+    act = links["activity"][on, cell]
+    s = act + rng.normal(0.0, 0.15, len(act))
+    if assay == "H3K27ac":
+        amp = 4.0 * np.exp(1.2 * s)
+    elif assay == "DNase":
+        amp = 3.5 * np.exp(1.2 * s)
+    else:  # H3K4me1 marks primed enhancers too
+        amp = 3.0 * np.exp(0.7 * s)
+    amp = np.minimum(amp * rng.lognormal(0.0, 0.1, len(act)), 80.0)
+    pos = links["pos"][on]
+    _stamp(dense, pos, np.ones(len(pos), dtype=np.int64), amp, links["width"][on].astype(np.float64),
+           _LINKED_EXTENT, _BIN[assay], lambda d, w: _linked_profile(assay, d, w))
 
 
 def _stamp(dense: np.ndarray, centre: np.ndarray, sign: np.ndarray, amp: np.ndarray, width: np.ndarray,
@@ -426,6 +573,9 @@ def _track_chrom(rng: np.random.Generator, assay: str, chrom: str, ctx: dict, ce
             ones = np.ones(len(ea), dtype=np.int64)
             _stamp(dense, enh["pos"].to_numpy(), ones, e_amp, rng.lognormal(0.0, 0.25, len(ea)),
                    (-3_000, 3_000), bin_size, lambda d, w: _enhancer_profile(assay, d, w))
+            # contact-linked distal enhancers, from their own stream so the rest is unchanged
+            link_rng = np.random.default_rng([ctx["seed"], 4, cell, ASSAYS.index(assay), list(CHROM_SIZES).index(chrom)])
+            _stamp_linked(dense, link_rng, assay, chrom, ctx, cell)
         if assay == "DNase":
             ctcf = ctx["ctcf"]
             ctcf = ctcf[ctcf["chrom"].to_numpy() == chrom]
@@ -434,7 +584,7 @@ def _track_chrom(rng: np.random.Generator, assay: str, chrom: str, ctx: dict, ce
             _stamp(dense, ctcf["pos"].to_numpy(), ones, c_amp, np.ones(len(ctcf)), (-600, 600), bin_size,
                    lambda d, w: _enhancer_profile("DNase", d, w))
     elif assay == "H3K36me3":
-        gex = bio["gex"][on, cell]
+        gex = bio["body_gex"][on, cell]
         expressed = gex > 0
         amp = 1.0 + 1.1 * np.log1p(gex[expressed]) ** 0.8 * rng.lognormal(0.0, 0.3, int(expressed.sum()))
         g = genes[on][expressed]
@@ -595,7 +745,8 @@ def write_demo(
     leaves nothing half-written; an existing directory is only replaced with ``force`` (otherwise
     :class:`~epx.errors.OutputExistsError`). The same ``seed`` and ``n_genes`` give byte-identical
     files. Returned keys: ``genes``, ``chrom_sizes``, ``manifest``, ``labels_X1``, ``labels_X2``,
-    ``labels_X3``, ``test_genes``.
+    ``labels_X3``, ``test_genes``, ``pairs`` (promoter contacts, BEDPE, for ``epx featurize
+    --pairs``) and ``links`` (the true enhancer-gene links behind them).
     """
     if n_genes < MIN_GENES:
         raise EpxError(f"--n-genes must be at least {MIN_GENES} (got {n_genes})")
@@ -607,8 +758,12 @@ def write_demo(
         rng = np.random.default_rng([seed, 0])
         say(f"placing {n_genes} genes on {len(CHROM_SIZES)} chromosomes")
         genes = _make_genes(rng, n_genes)
-        bio = _biology(rng, genes, n_enh=int(1.5 * n_genes))
+        # the contact-linked enhancers and the pairs file draw from their own streams
+        links = _link_enhancers(np.random.default_rng([seed, 2]), genes, len(CELL_LINES))
+        bio = _biology(rng, genes, n_enh=int(1.5 * n_genes), links=links)
         ctx = {
+            "seed": seed,
+            "links": links,
             "genes": genes,
             "bio": bio,
             "gene_chrom": genes["chr"].to_numpy(),
@@ -644,7 +799,10 @@ def write_demo(
         pd.DataFrame(rows, columns=["cell_line", "assay", "kind", "path"]).to_csv(
             tmp / "manifest.tsv", sep="\t", index=False
         )
-        (tmp / "README.md").write_text(_readme(seed, n_genes, genes, bio))
+        say("writing pairs.bedpe (promoter contacts) and links.tsv")
+        n_pairs = _write_pairs(tmp / "pairs.bedpe", np.random.default_rng([seed, 3]), genes, links)
+        _links_table(genes, links).to_csv(tmp / "links.tsv", sep="\t", index=False)
+        (tmp / "README.md").write_text(_readme(seed, n_genes, genes, bio, links, n_pairs, directory))
     say(f"done in {time.perf_counter() - t0:.1f} s")
     return {
         "genes": directory / "genes.tsv",
@@ -654,17 +812,156 @@ def write_demo(
         "labels_X2": directory / "labels" / "X2.tsv",
         "labels_X3": directory / "labels" / "X3.tsv",
         "test_genes": directory / "test_genes.tsv",
+        "pairs": directory / "pairs.bedpe",
+        "links": directory / "links.tsv",
     }
 
 
-def _readme(seed: int, n_genes: int, genes: pd.DataFrame, bio: dict) -> str:
+def _fragment(rng: np.random.Generator, lo: np.ndarray, hi: np.ndarray, size: np.ndarray,
+              longest: int = 10_000) -> tuple[np.ndarray, np.ndarray]:
+    """Restriction-fragment-like intervals of 2 kb to ``longest`` (at least ``hi - lo`` + 200 bp)
+    holding ``[lo, hi)`` at a random offset, on the chromosome."""
+    length = np.maximum(rng.integers(2_000, longest + 1, len(lo)), hi - lo + 200)
+    start = lo - (rng.random(len(lo)) * (length - (hi - lo))).astype(np.int64)
+    start = np.clip(start, 0, size - length)
+    return start, start + length
+
+
+def _holds_tss(chrom: np.ndarray, lo: np.ndarray, hi: np.ndarray, sorted_tss: dict[str, np.ndarray]) -> np.ndarray:
+    """Whether ``[lo, hi)`` holds a TSS, per interval (``sorted_tss``: the TSSs of each chromosome)."""
+    out = np.zeros(len(lo), dtype=bool)
+    for c, t in sorted_tss.items():
+        on = chrom == c
+        out[on] = np.searchsorted(t, hi[on], side="left") > np.searchsorted(t, lo[on], side="left")
+    return out
+
+
+def _between_tss(chrom: np.ndarray, start: np.ndarray, end: np.ndarray, mid: np.ndarray,
+                 sorted_tss: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Trim fragments to the TSS-free stretch around ``mid`` (the contacted element), so a region
+    fragment never holds a gene's TSS (which would make it that gene's promoter, and the pair
+    count both ways)."""
+    start, end = start.copy(), end.copy()
+    for c, t in sorted_tss.items():
+        on = np.flatnonzero(chrom == c)
+        if not len(t) or not len(on):
+            continue
+        i = np.searchsorted(t, mid[on], side="right")
+        prev = np.where(i > 0, t[np.maximum(i - 1, 0)] + 1, 0)
+        nxt = np.where(i < len(t), t[np.minimum(i, len(t) - 1)], np.iinfo(np.int64).max)
+        start[on] = np.maximum(start[on], prev)
+        end[on] = np.minimum(end[on], nxt)
+    return start, end
+
+
+def _contact_scores(rng: np.random.Generator, n: int, functional: bool) -> np.ndarray:
+    """CHiCAGO-like scores (5 is the usual calling threshold, capped at 30): true links score
+    higher on average than the non-functional contacts."""
+    extra = rng.gamma(3.0, 5.0, n) if functional else rng.gamma(1.0, 2.5, n)
+    return np.minimum(5.0 + extra, 30.0)
+
+
+def _write_pairs(path: Path, rng: np.random.Generator, genes: pd.DataFrame, links: dict) -> int:
+    """Promoter-capture-Hi-C-like contacts in BEDPE (promoter fragment, region fragment, ``.``,
+    score): every true link; about as many non-functional cis contacts (a random gene's promoter to
+    a random fragment 20-300 kb away, scoring lower on average); a few trans contacts; a few
+    contacts touching no gene's TSS. Returns the number of lines."""
+    n = len(genes)
+    tss = _tss(genes)
+    chrom_of = genes["chr"].to_numpy()
+    chrom_size = np.array([CHROM_SIZES[c] for c in chrom_of])
+    names = list(CHROM_SIZES)
+    sorted_tss = {c: np.sort(tss[chrom_of == c]) for c in names}
+    parts = []
+
+    def promoter(g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return _fragment(rng, tss[g], tss[g] + 1, chrom_size[g])
+
+    # true links: the promoter's fragment to the enhancer's
+    g = links["gene"]
+    p1, p2 = promoter(g)
+    half = links["width"] // 2
+    r1, r2 = _fragment(rng, links["pos"] - half, links["pos"] + half, chrom_size[g], longest=REGION_FRAGMENT)
+    r1, r2 = _between_tss(chrom_of[g], r1, r2, links["pos"], sorted_tss)
+    parts.append((chrom_of[g], p1, p2, chrom_of[g], r1, r2, _contact_scores(rng, len(g), True)))
+    # non-functional cis contacts, about as many
+    m = len(g)
+    g = rng.integers(0, n, m)
+    p1, p2 = promoter(g)
+    centre = tss[g] + rng.choice([-1, 1], m) * np.exp(rng.uniform(np.log(20_000), np.log(300_000), m)).astype(np.int64)
+    centre = np.clip(centre, 0, chrom_size[g] - 1)
+    r1, r2 = _fragment(rng, centre, centre + 1, chrom_size[g], longest=REGION_FRAGMENT)
+    r1, r2 = _between_tss(chrom_of[g], r1, r2, centre, sorted_tss)
+    parts.append((chrom_of[g], p1, p2, chrom_of[g], r1, r2, _contact_scores(rng, m, False)))
+    # a few trans contacts
+    k = max(3, n // 200)
+    g = rng.integers(0, n, k)
+    p1, p2 = promoter(g)
+    other = np.array([rng.choice([c for c in names if c != chrom_of[i]]) for i in g])
+    other_size = np.array([CHROM_SIZES[c] for c in other])
+    centre = (rng.random(k) * other_size).astype(np.int64)
+    r1, r2 = _fragment(rng, centre, centre + 1, other_size)
+    parts.append((chrom_of[g], p1, p2, other, r1, r2, _contact_scores(rng, k, False)))
+    # a few contacts between two fragments holding no TSS
+    rows = []
+    while len(rows) < k:
+        c = names[int(rng.integers(0, len(names)))]
+        a = int(rng.integers(0, CHROM_SIZES[c] - 320_000))
+        b = a + int(rng.integers(20_000, 300_000))
+        (a1,), (a2,) = _fragment(rng, np.array([a]), np.array([a + 1]), np.array([CHROM_SIZES[c]]))
+        (b1,), (b2,) = _fragment(rng, np.array([b]), np.array([b + 1]), np.array([CHROM_SIZES[c]]))
+        t = sorted_tss[c]
+        if np.searchsorted(t, a2) == np.searchsorted(t, a1) and np.searchsorted(t, b2) == np.searchsorted(t, b1):
+            rows.append((c, a1, a2, c, b1, b2))
+    cols = list(zip(*rows, strict=True))
+    parts.append((np.array(cols[0]), np.array(cols[1]), np.array(cols[2]), np.array(cols[3]), np.array(cols[4]),
+                  np.array(cols[5]), _contact_scores(rng, k, False)))
+
+    table = pd.DataFrame({key: np.concatenate([part[i] for part in parts]) for i, key in
+                          enumerate(["chrom1", "start1", "end1", "chrom2", "start2", "end2", "score"])})
+    table["name"] = "."
+    order = {c: i for i, c in enumerate(names)}
+    table = table.assign(_c=table["chrom1"].map(order)).sort_values(["_c", "start1", "end1", "start2"], kind="stable")
+    table["score"] = table["score"].map(lambda v: f"{v:.2f}")
+    table[["chrom1", "start1", "end1", "chrom2", "start2", "end2", "name", "score"]].to_csv(
+        path, sep="\t", header=False, index=False)
+    return len(table)
+
+
+def _links_table(genes: pd.DataFrame, links: dict) -> pd.DataFrame:
+    """The true enhancer-gene links (the answer behind pairs.bedpe), with each enhancer's extent,
+    distance to the TSS and weight in the gene's expression."""
+    half = links["width"] // 2
+    tss = _tss(genes)[links["gene"]]
+    table = pd.DataFrame({
+        "gene_name": genes["gene_name"].to_numpy()[links["gene"]],
+        "chrom": links["chrom"],
+        "start": links["pos"] - half,
+        "end": links["pos"] - half + links["width"],
+        "tss_distance": links["pos"] - tss,
+        "weight": np.round(links["weight"], 4),
+    })
+    order = np.lexsort((table["start"].to_numpy(), links["gene"]))
+    return table.iloc[order].reset_index(drop=True)
+
+
+def _readme(seed: int, n_genes: int, genes: pd.DataFrame, bio: dict, links: dict, n_pairs: int,
+            directory: Path) -> str:
+    import shlex
+
     zero = ", ".join(f"{cell} {np.mean(bio['gex'][:, c] == 0):.0%}" for c, cell in enumerate(CELL_LINES))
     n_test = int((genes["chr"] == "chr1").sum())
+    n_linked = len(np.unique(links["gene"]))
+    d = "$DIR"
+    labels = " ".join(f"--labels {c}={d}/labels/{c}.tsv" for c in CELL_LINES)
     return f"""# epx demo study (synthetic)
 
 Generated by `epx.demo.write_demo(seed={seed}, n_genes={n_genes})`: a seeded, synthetic study in
 real file formats. Nothing here is real biology; expression is driven by a latent per-gene promoter
-activity that the tracks reflect, so models should reach a clearly positive Spearman.
+activity that the tracks reflect, so models should reach a clearly positive Spearman. For
+{n_linked} genes ({n_linked / len(genes):.0%}) about half of it comes instead from 1-3 distal
+enhancers {LINK_DISTANCE[0] // 1000}-{LINK_DISTANCE[1] // 1000} kb from the TSS, outside every
+promoter window (TSS +- 20 kb), that only the contacts in `pairs.bedpe` link to their gene.
 
 - `chrom.sizes`: {len(CHROM_SIZES)} chromosomes ({", ".join(CHROM_SIZES)}), {sum(CHROM_SIZES.values()) / 1e6:.0f} Mb in total.
 - `genes.tsv`: {len(genes)} genes, ML4G format (0-based half-open; TSS_start..TSS_end is a 50 bp
@@ -675,7 +972,23 @@ activity that the tracks reflect, so models should reach a clearly positive Spea
   {", ".join(ASSAYS)}. X3's narrowPeak files use Ensembl chromosome names (`1`, `X`); its
   bigWigs use `chr1`.
 - `manifest.tsv`: `cell_line, assay, kind, path` with paths relative to this directory.
+- `pairs.bedpe`: {n_pairs} promoter-capture-Hi-C-like contacts shared by the cell lines (BEDPE:
+  promoter fragment, region fragment, name `.`, CHiCAGO-like score 5-30): the
+  {len(links["gene"])} true enhancer links, about as many non-functional contacts 20-300 kb away
+  (lower scores on average), a few trans contacts and a few touching no gene.
+- `links.tsv`: the true links behind `pairs.bedpe` (gene, enhancer extent, distance to the TSS,
+  weight in the gene's expression), to check what a model attends to.
 
 Cell lines share most of the gene program (latent activity correlation ~0.8) and differ by
 cell-specific changes and batch-like scale shifts of expression and tracks.
+
+Featurize with the contacts (each gene's top regions binned beside its promoter, at
+Chromoformer's three bin geometries):
+
+```sh
+DIR={shlex.quote(str(directory))}
+epx featurize --genes {d}/genes.tsv --manifest {d}/manifest.tsv \\
+  {labels} \\
+  --pairs {d}/pairs.bedpe --bins 2000x20,500x80,100x400 -o {d}-dataset
+```
 """
