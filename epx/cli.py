@@ -180,7 +180,7 @@ def demo(
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Write a realistic synthetic study: genes, CAGE-like labels for X1-X3, bigWig and
-    narrowPeak tracks for 7 assays, and a manifest."""
+    narrowPeak tracks for 7 assays, a manifest, and promoter-capture Hi-C-like contacts (pairs.bedpe)."""
     from epx import console
     from epx.demo import write_demo
 
