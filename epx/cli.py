@@ -627,6 +627,72 @@ def _fmt(v) -> str:
 # -- epx stack / submit / explain ---------------------------------------------------------------
 
 
+@app.command(short_help="Expression of individuals from their genotypes (Enformer).")
+def personalize(
+    genes: Annotated[Path, typer.Option("--genes", help="Gene table (TSS, strand): the windows are centred on the TSS.", metavar="FILE")],
+    fasta: Annotated[Path, typer.Option("--fasta", help="Reference FASTA the genotypes were called on.", metavar="FILE")],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Directory for the predictions.", metavar="OUT")] = None,
+    vcf: Annotated[Path | None, typer.Option("--vcf", help="Phased genotypes: bgzipped + indexed VCF, or indexed BCF.", metavar="FILE")] = None,
+    plink: Annotated[Path | None, typer.Option("--plink", help="PLINK 1 genotypes: PREFIX of .bed/.bim/.fam (unphased: needs --unphased as-listed).", metavar="PREFIX")] = None,
+    expression: Annotated[Path | None, typer.Option("--expression", help="Measured expression, GTEx style (chrom, start, end, gene_id, one column per individual): evaluate on held-out individuals.", metavar="FILE")] = None,
+    samples: Annotated[list[str] | None, typer.Option("--samples", help="Only these individuals (comma-separated or repeated).", metavar="IDS")] = None,
+    chroms: Annotated[str | None, typer.Option("--chroms", help="Only genes on these chromosomes.", metavar="CHROMS")] = None,
+    model: Annotated[str, typer.Option("--model", help="Sequence model plugin (epx.predictors).", metavar="NAME")] = "enformer",
+    weights: Annotated[Path | None, typer.Option("--weights", help="Model weights (a directory or checkpoint); default $EPX_ENFORMER_WEIGHTS, then ~/.cache/epx/enformer.", metavar="PATH")] = None,
+    tracks: Annotated[list[str] | None, typer.Option("--track", help="Output track by index or name (e.g. 'CAGE:liver'); repeatable.", metavar="TRACK")] = None,
+    targets: Annotated[Path | None, typer.Option("--targets", help="The model's track list (targets_human.txt) to pick tracks by name.", metavar="FILE")] = None,
+    center_bins: Annotated[int, typer.Option("--center-bins", min=1, help="Output bins around the TSS summed per track.", metavar="N")] = 3,
+    device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (asking for an absent GPU is an error).", metavar="DEVICE")] = "auto",
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Windows per model call.", metavar="N")] = 4,
+    window: Annotated[int | None, typer.Option("--window", min=1, help="Window length with --sequences-only (default: the model's, 196,608 for Enformer).", metavar="BP")] = None,
+    write_sequences: Annotated[Path | None, typer.Option("--write-sequences", help="Also write every window as FASTA: SAMPLE|GENE_ID|1, SAMPLE|GENE_ID|2, REF|GENE_ID|0.", metavar="FILE.fa")] = None,
+    sequences_only: Annotated[bool, typer.Option("--sequences-only", help="Write the windows (--write-sequences) and stop; no model needed.")] = False,
+    unphased: Annotated[str, typer.Option("--unphased", help="Unphased heterozygous calls: error, or as-listed (alleles in the order written, as bcftools consensus -H 1/-H 2).", metavar="MODE")] = "error",
+    ref_mismatch: Annotated[str, typer.Option("--ref-mismatch", help="A REF allele the FASTA disagrees with: error, or skip (counted).", metavar="MODE")] = "error",
+    variant_effects: Annotated[bool, typer.Option("--variant-effects", help="Also predict each variant alone against the reference (delta at the TSS).")] = False,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds over individuals for the evaluation.", metavar="K")] = 5,
+    seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the folds over individuals.")] = 0,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Prediction cache (SQLite) shared by runs; default ~/.cache/epx/personalize.sqlite.", metavar="PATH")] = None,
+    no_cache: Annotated[bool, typer.Option("--no-cache", help="Keep predictions in memory only.")] = False,
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
+) -> None:
+    """Predict each individual's expression from its two haplotypes: exact windows (as bcftools
+    consensus writes them), identical windows predicted once, predictions cached by sequence hash.
+    With --expression, evaluated on held-out individuals beside a PrediXcan-style elastic net."""
+    from epx import console
+    from epx.personalize import PersonalizeOptions
+    from epx.personalize import personalize as run_personalize
+
+    for name, value, allowed in (("--unphased", unphased, ("error", "as-listed")), ("--ref-mismatch", ref_mismatch, ("error", "skip"))):
+        if value not in allowed:
+            raise EpxError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    model_options = {"weights": None if weights is None else str(weights), "tracks": _split_list(tracks) or None,
+                     "targets": None if targets is None else str(targets), "center_bins": center_bins,
+                     "device": device, "batch_size": batch_size}
+    options = PersonalizeOptions(
+        genes=genes, fasta=fasta, vcf=vcf, plink=plink, output=output, expression=expression,
+        samples=_split_list(samples) or None, chroms=_split_list([chroms]) if chroms else None, model=model,
+        model_options=model_options, window=window, sequences_only=sequences_only, write_sequences=write_sequences,
+        unphased=unphased, ref_mismatch=ref_mismatch, variant_effects=variant_effects, folds=folds, seed=seed,
+        cache=cache, use_cache=not no_cache, force=force)
+    s = run_personalize(options)
+    rows = [["genes x individuals", f"{s['genes']:,} x {s['individuals']:,}"], ["window", f"{s['window']:,} bp"],
+            ["variants", f"{s['variants']:,}"],
+            ["windows requested / distinct", f"{s['windows_requested']:,} / {s['windows_unique']:,}"]]
+    if s["model"]:
+        speed = s["sequences_per_second"]
+        rows += [["predicted / cache hits", f"{s['windows_predicted']:,} / {s['cache_hits']:,}"],
+                 ["model speed", f"{speed:.2f} windows/s" if speed else "-"]]
+    console.table("epx personalize", ["item", "value"], rows)
+    ev = s.get("evaluation")
+    if ev:
+        methods = ev.get("methods", {})
+        console.table("Held-out individuals: per-gene correlation", ["method", "median Pearson", "median Spearman", "wrong sign", "genes"],
+                      [[m, _fmt(v.get("median_pearson")), _fmt(v.get("median_spearman")), _fmt(v.get("frac_wrong_sign")),
+                        str(v.get("n_genes", ""))] for m, v in methods.items()])
+    console.info(f"wrote {write_sequences if sequences_only else output}")
+
+
 @app.command(short_help="Combine runs' predictions.")
 def stack(
     runs: Annotated[list[Path], typer.Argument(metavar="RUN...", help="Run (or stack) directories over the same genes and cell lines.")],

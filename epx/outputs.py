@@ -46,6 +46,7 @@ DIR_KINDS = {
     "prediction": "predictions (epx predict)",
     "ablation": "an ablation (epx ablate)",
     "explanation": "an explanation (epx explain)",
+    "personalize": "personal predictions (epx personalize)",
 }
 SPLIT_HEADER = "gene_id\tcell_line\tchrom\tfold\trole"  # == "\t".join(epx.split.SPLIT_COLUMNS), tested
 PNG_SOFTWARE = "epx"
@@ -97,7 +98,18 @@ def _is_report(p: Path) -> bool:
         return False
 
 
+def _is_sequences_fasta(p: Path) -> bool:
+    """``epx personalize --write-sequences``: its first record is always ``>REF|GENE_ID|0``."""
+    try:
+        with open(p, "rb") as fh:
+            first = fh.readline(4096)
+    except OSError:
+        return False
+    return first.startswith(b">REF|") and first.rstrip(b"\r\n").endswith(b"|0")
+
+
 FILE_KINDS: dict[str, Callable[[Path], bool]] = {
+    "sequences": _is_sequences_fasta,
     "split": _is_split_table,
     "submission": _is_submission_zip,
     "plot": _is_epx_png,

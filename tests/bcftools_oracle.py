@@ -106,10 +106,13 @@ def write_vcf(path: Path, chrom_lengths: dict[str, int], records: list[tuple[str
     return path
 
 
-def consensus(fasta: Path, vcf: Path, sample: str, haplotype: int, workdir: Path) -> tuple[dict[str, str], list]:
-    """bcftools consensus output (record name -> sequence) and its chain blocks per chromosome."""
+def consensus(fasta: Path, vcf: Path, sample: str, haplotype: int, workdir: Path,
+              exclude: str | None = None) -> tuple[dict[str, str], list]:
+    """bcftools consensus output (record name -> sequence) and its chain blocks per chromosome.
+    ``exclude`` is a bcftools filter expression (``-e``)."""
     chain = workdir / f"{sample}.{haplotype}.chain"
-    out = subprocess.run(["bcftools", "consensus", "-f", str(fasta), "-s", sample, "-H", str(haplotype),
+    extra = ["-e", exclude] if exclude else []
+    out = subprocess.run(["bcftools", "consensus", "-f", str(fasta), "-s", sample, "-H", str(haplotype), *extra,
                           "-c", str(chain), str(vcf)], check=True, capture_output=True, text=True).stdout
     seqs: dict[str, list[str]] = {}
     name = None

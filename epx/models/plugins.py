@@ -335,3 +335,40 @@ def get_spec(name: str) -> ModelSpec:
     if entry.spec is None:
         raise PluginError(f"model {name!r} ({entry.distribution} {entry.version}) failed to load: {entry.error}")
     return entry.spec
+
+
+PREDICTOR_GROUP = "epx.predictors"
+
+
+def predictor_names() -> list[str]:
+    """Sequence predictors (``epx personalize --model``), from the ``epx.predictors`` entry points."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group=PREDICTOR_GROUP)})
+
+
+def load_predictor(name: str, options: dict[str, Any]) -> Any:
+    """A sequence predictor (DNA windows -> track outputs, see docs/plugins.md) from its plugin.
+
+    The entry point names a factory ``load(options) -> predictor``; its errors (missing weights,
+    an unknown track) reach the user as they are, a crash of the plugin as one line."""
+    from importlib.metadata import entry_points
+
+    from epx.errors import EpxError
+
+    eps = {ep.name: ep for ep in entry_points(group=PREDICTOR_GROUP)}
+    if name not in eps:
+        installed = ", ".join(sorted(eps)) or "none (install plugins/epx-enformer)"
+        raise PluginError(f"unknown sequence model {name!r}; installed: {installed}")
+    try:
+        factory = eps[name].load()
+        predictor = factory(options)
+    except EpxError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a broken plugin is one line, not a traceback
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise PluginError(f"sequence model {name!r} failed to load: {type(exc).__name__}: {first}") from exc
+    for attr in ("window", "output_names", "fingerprint", "predict"):
+        if not hasattr(predictor, attr):
+            raise PluginError(f"sequence model {name!r} lacks {attr!r} (see docs/plugins.md)")
+    return predictor

@@ -176,7 +176,7 @@ class HaplotypeBuilder:
     """Builds :class:`GeneHaplotypes` for genes from a reference and a genotype source."""
 
     def __init__(self, reference, genotypes: Genotypes, window: int, unphased: str = "error",
-                 ref_mismatch: str = "error"):
+                 ref_mismatch: str = "error", keep_last: bool = False):
         if window < 1:
             raise ValueError("window must be positive")
         if unphased not in UNPHASED_MODES:
@@ -189,6 +189,11 @@ class HaplotypeBuilder:
         self.unphased = unphased
         self.ref_mismatch = ref_mismatch
         self.stats = HaplotypeStats()
+        # the last gene's variants and segment, for variant-effect windows (keep_last)
+        self.keep_last = keep_last
+        self.last_block: VariantBlock | None = None
+        self.last_segment: tuple[bytes, int] = (b"", 0)
+        self.last_usable: list[bool] = []
 
     # -- the variants of a segment -------------------------------------------------------------
     def _segment_block(self, chrom: str, start: int, end: int) -> tuple[int, int, VariantBlock]:
@@ -275,7 +280,8 @@ class HaplotypeBuilder:
         L = self.window
         half = L // 2
         ref_lo = tss - half - seg_start
-        reference = bytes(segment[ref_lo: ref_lo + L])
+        reference = bytes(segment[max(ref_lo, 0): ref_lo + L]) if ref_lo + L > 0 else b""
+        reference = b"N" * max(-ref_lo, 0) + reference + b"N" * (L - max(-ref_lo, 0) - len(reference))
         ok = self._check_ref(block, segment, seg_start) if len(block) else []
         usable = [ok[i] and any(_usable(a) for a in block.alts[i]) for i in range(len(block))]
         n_symbolic = sum(1 for i in range(len(block)) if ok[i] and not usable[i] and block.alts[i])
@@ -322,6 +328,8 @@ class HaplotypeBuilder:
                 ids.append(block.ids[i] if len(block.alts[i]) == 1 else f"{block.ids[i]}>{alt}")
         dosage = np.stack(cols, axis=1) if cols else np.zeros((n_samples, 0), np.float32)
         padded = tss - half < 0 or tss - half + L > n_chrom
+        if self.keep_last:
+            self.last_block, self.last_segment, self.last_usable = block, (segment, seg_start), usable
         st = self.stats
         st.genes += 1
         st.requested += n_samples * 2
