@@ -41,7 +41,7 @@ from epx.io.genotypes import GenotypeError, open_genotypes
 from epx.outputs import atomic_dir, atomic_file, check_output, refuse_overlap
 from epx.sequence.cache import PredictionCache, window_digest
 from epx.sequence.haplotypes import GeneHaplotypes, HaplotypeBuilder, apply_alleles
-from epx.sequence.onehot import one_hot_batch
+from epx.sequence.onehot import OneHotBuffer
 
 ENFORMER_WINDOW = 196_608
 FASTA_WIDTH = 60
@@ -95,6 +95,7 @@ class _Predictions:
         self.cache = cache
         self.batch_size = max(1, batch_size)
         self.counts = counts
+        self.encode = OneHotBuffer()
 
     def values(self, windows: list[bytes]) -> np.ndarray:
         """(len(windows), outputs) for distinct windows; only the uncached ones reach the model."""
@@ -111,7 +112,7 @@ class _Predictions:
                 self.counts.cache_hits += 1
         for b in range(0, len(todo), self.batch_size):
             chunk = todo[b: b + self.batch_size]
-            x = one_hot_batch([windows[i] for i in chunk])
+            x = self.encode([windows[i] for i in chunk])
             started = time.perf_counter()
             y = np.asarray(self.predictor.predict(x), dtype=np.float32).reshape(len(chunk), n_out)
             self.counts.predict_seconds += time.perf_counter() - started
@@ -144,7 +145,11 @@ def _select_genes(options: PersonalizeOptions, reference: Reference, expression_
             f"{len(outside)} gene(s) lie on chromosomes the FASTA {reference.path} lacks, e.g. {first['gene_id']} on "
             f"{first['chrom']} (FASTA: {', '.join(reference.chroms[:4])}{'...' if len(reference.chroms) > 4 else ''});"
             " restrict them with --chroms", path=options.genes)
-    return genes.reset_index(drop=True)
+    from epx.io.chroms import chrom_sort_key
+
+    # genomic order: neighbouring windows overlap, so one genotype read serves several genes
+    order = sorted(range(len(genes)), key=lambda i: (chrom_sort_key(genes["chrom"].iat[i]), int(genes["tss"].iat[i])))
+    return genes.iloc[order].reset_index(drop=True)
 
 
 def _write_fasta_record(fh, name: str, seq: bytes) -> None:

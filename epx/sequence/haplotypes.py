@@ -78,6 +78,9 @@ def apply_alleles(segment: bytes, seg_start: int, tss: int, block: VariantBlock,
 
     Variants must lie inside the segment (``pos >= seg_start``, ``pos + len(REF) <= seg_end``)."""
     buf = bytearray(segment)
+    fast = _snv_fast_path(buf, seg_start, block, alleles, usable)
+    if fast is not None:
+        return Applied(buf, tss - seg_start, fast, 0)
     tss_idx = tss - seg_start
     mod_off = 0
     frz = -1  # last reference base of the last applied variant (bcftools' fa_frz_pos)
@@ -126,6 +129,47 @@ def apply_alleles(segment: bytes, seg_start: int, tss: int, block: VariantBlock,
         frz = pos + rlen - 1
         applied += 1
     return Applied(buf, tss_idx, applied, skipped)
+
+
+def _snv_table(block: VariantBlock) -> tuple[np.ndarray, np.ndarray]:
+    """Per variant: whether every allele is a single base, and its ALT bases (uint8), cached on
+    the block."""
+    cached = getattr(block, "_snv", None)
+    if cached is None:
+        width = max((len(a) for a in block.alts), default=0) or 1
+        codes = np.zeros((len(block), width), dtype=np.uint8)
+        snv = np.zeros(len(block), dtype=bool)
+        for i, (ref, alts) in enumerate(zip(block.ref, block.alts, strict=True)):
+            if len(ref) == 1 and alts and all(len(a) == 1 and a in "ACGTN" for a in alts):
+                snv[i] = True
+                codes[i, : len(alts)] = np.frombuffer("".join(alts).encode("ascii"), dtype=np.uint8)
+        cached = (snv, codes)
+        block._snv = cached  # type: ignore[attr-defined]
+    return cached
+
+
+def _snv_fast_path(buf: bytearray, seg_start: int, block: VariantBlock, alleles: np.ndarray,
+                   usable: list[bool] | None) -> int | None:
+    """Apply a haplotype of single-base substitutions at distinct positions in one numpy step
+    (what the general loop would do, without Python per variant); None when it does not apply."""
+    sel = np.flatnonzero(alleles > 0)
+    if sel.size == 0:
+        return 0
+    snv, codes = _snv_table(block)
+    pos = block.pos[sel]
+    if not snv[sel].all() or (sel.size > 1 and not (np.diff(pos) > 0).all()):
+        return None
+    if usable is not None and not all(usable[i] for i in sel):
+        return None
+    k = alleles[sel].astype(np.int64) - 1
+    if (k >= codes.shape[1]).any() or (codes[sel, k] == 0).any():
+        return None
+    view = np.frombuffer(buf, dtype=np.uint8)
+    idx = pos - seg_start
+    new = codes[sel, k]
+    lower = view[idx] >= ord("a")
+    view[idx] = np.where(lower, new | 0x20, new)
+    return int(sel.size)
 
 
 @dataclass
@@ -189,6 +233,7 @@ class HaplotypeBuilder:
         self.unphased = unphased
         self.ref_mismatch = ref_mismatch
         self.stats = HaplotypeStats()
+        self._cached: tuple[str, int, int, VariantBlock] | None = None
         # the last gene's variants and segment, for variant-effect windows (keep_last)
         self.keep_last = keep_last
         self.last_block: VariantBlock | None = None
@@ -200,7 +245,7 @@ class HaplotypeBuilder:
         """Query ``[start, end)``, widened until no variant straddles either edge."""
         n = self.reference.length(chrom)
         for _ in range(50):
-            block = self.genotypes.query(chrom, start, end)
+            block = self._query(chrom, start, end)
             if len(block) == 0:
                 return start, end, block
             ends = block.pos + np.array([len(r) for r in block.ref], dtype=np.int64)
@@ -210,6 +255,25 @@ class HaplotypeBuilder:
             start, end = new_start, new_end
         raise GenotypeError(f"variants around {chrom}:{start + 1}-{end} keep overlapping each other",
                             path=self.genotypes.path)
+
+    def _query(self, chrom: str, start: int, end: int) -> VariantBlock:
+        """Genotype query with read-ahead: neighbouring genes' windows overlap, so one read of
+        ``[start, end + window)`` serves the genes that follow (genes sorted by position)."""
+        cached = self._cached
+        if cached is not None and cached[0] == chrom and cached[1] <= start and end <= cached[2]:
+            block = cached[3]
+            if len(block) == 0:
+                return block
+            keep = (block.pos < end) & (block.pos + block._rlen > start)  # type: ignore[attr-defined]
+            idx = np.flatnonzero(keep)
+            return VariantBlock(block.chrom, block.pos[idx], [block.ref[i] for i in idx],
+                                [block.alts[i] for i in idx], [block.ids[i] for i in idx], block.gt[idx],
+                                block.phased[idx])
+        ahead = end + self.window
+        block = self.genotypes.query(chrom, start, ahead)
+        block._rlen = np.array([len(r) for r in block.ref], dtype=np.int64)  # type: ignore[attr-defined]
+        self._cached = (chrom, start, ahead, block)
+        return self._query(chrom, start, end)
 
     def _check_ref(self, block: VariantBlock, segment: bytes, seg_start: int) -> list[bool]:
         """REF alleles against the FASTA: a mismatch is an error naming the site (or skipped and
