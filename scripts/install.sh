@@ -22,8 +22,14 @@ apt_install() {
   fi
 }
 
-if ! command -v bedtools >/dev/null 2>&1; then
-  apt_install bedtools  # pybedtools drives the bedtools binary
+missing=()
+command -v bedtools >/dev/null 2>&1 || missing+=(bedtools)  # pybedtools drives the bedtools binary
+# bcftools: the reference `epx personalize` windows are tested against (bcftools consensus);
+# tabix/bgzip: index the VCFs epx demo --personal writes and users bring
+command -v bcftools >/dev/null 2>&1 || missing+=(bcftools)
+{ command -v tabix >/dev/null 2>&1 && command -v bgzip >/dev/null 2>&1; } || missing+=(tabix)
+if [ "${#missing[@]}" -gt 0 ]; then
+  apt_install "${missing[@]}"
 fi
 
 if [ -n "${PYTHON:-}" ]; then

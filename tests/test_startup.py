@@ -9,7 +9,8 @@ import sys
 import pytest
 from conftest import ROOT
 
-HEAVY = ["pandas", "numpy", "torch", "lightgbm", "pyBigWig", "pybedtools", "pyarrow", "scipy",
+HEAVY = ["pandas", "numpy", "torch", "lightgbm", "pyBigWig", "pybedtools", "pyarrow", "scipy", "cyvcf2", "pyfaidx",
+         "sklearn", "bed_reader", "enformer_pytorch", "epx_enformer", "epx.sequence", "epx.personalize",
          "epx_example", "epx.io.genes", "epx.split"]
 
 
