@@ -196,8 +196,13 @@ def _make_sites(rng: np.random.Generator, chrom: str, seq: bytes) -> list[dict]:
             ref, alts = base, [str(picks[0])] if kind == "snp" else [str(picks[0]), str(picks[1])]
         elif kind == "ins":
             ins = [str(b) for b in rng.choice(list("ACGT"), _indel_length(rng))]
-            if ins[-1] == base:  # keep it left-aligned (as `bcftools norm` leaves indels)
-                ins[-1] = str(rng.choice([b for b in "ACGT" if b != base]))
+            # left-aligned (last inserted base != anchor), and ALT must not also match the FASTA
+            # (first inserted base != the next reference base), so PLINK's alleles orient unambiguously
+            nxt = chr(upper[pos + 1])
+            if ins[-1] == base or (len(ins) == 1 and ins[0] == nxt):
+                ins[-1] = str(rng.choice([b for b in "ACGT" if b not in (base, nxt)]))
+            if ins[0] == nxt:
+                ins[0] = str(rng.choice([b for b in "ACGT" if b != nxt]))
             ref, alts = base, [base + "".join(ins)]
         else:
             k = _indel_length(rng)

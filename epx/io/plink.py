@@ -3,10 +3,13 @@ as the same :class:`~epx.io.genotypes.VariantBlock` the VCF reader gives.
 
 PLINK 1 stores, per variant, two alleles (A1, A2) and per sample the count of A1 (0, 1, 2 or
 missing); which allele is the reference is not recorded. The reference FASTA decides: REF is the
-``.bim`` allele that the FASTA has at the position (A2 is tried first, as PLINK conversions from
-VCF usually put REF there, then A1), ALT is the other one. When both match (an indel such as
-``A``/``AT`` before a reference ``T``) A2 wins. When neither matches the variant is refused,
-naming it. A monomorphic site written with a ``0`` allele gives a REF-only site (no ALT).
+``.bim`` allele that the FASTA has at the position, ALT is the other one. Both can match only for
+an indel whose shorter allele is a prefix of the longer one (``G``/``GT`` where the FASTA reads
+``GT``): then the longer allele is REF (a deletion), since an inserted sequence that happens to
+repeat the following reference bases is the less likely explanation (1 in 4 per base); when the
+alleles are equally long, A2 (where PLINK conversions from VCF usually put REF). When neither
+matches, the variant is refused, naming it. A monomorphic site written with a ``0`` allele gives
+a REF-only site (no ALT).
 
 PLINK 1 calls are unphased: a heterozygous call is ``(0, 1)`` with ``phased`` False; homozygous
 and missing calls count as phased, as in the VCF reader.
@@ -173,9 +176,14 @@ class PlinkGenotypes:
         for i in todo:
             at = int(self._pos[i]) - lo
             a1, a2 = self._a1[i], self._a2[i]
-            if a2 not in _MISSING_ALLELES and segment[at: at + len(a2)] == a2:
+            match2 = a2 not in _MISSING_ALLELES and segment[at: at + len(a2)] == a2
+            match1 = a1 not in _MISSING_ALLELES and segment[at: at + len(a1)] == a1
+            if match1 and match2:  # an indel whose shorter allele is a prefix of the longer: the longer
+                # one matching the FASTA by chance is unlikely (1/4 per extra base), so it is REF
+                self._orient[i] = _REF_IS_A1 if len(a1) > len(a2) else _REF_IS_A2
+            elif match2:
                 self._orient[i] = _REF_IS_A2
-            elif a1 not in _MISSING_ALLELES and segment[at: at + len(a1)] == a1:
+            elif match1:
                 self._orient[i] = _REF_IS_A1
             else:
                 width = max((len(a) for a in (a1, a2) if a not in _MISSING_ALLELES), default=1)
