@@ -176,17 +176,33 @@ def demo(
     directory: Annotated[Path, typer.Argument(metavar="DIR", help="Directory to create with the demo study.")],
     genes: Annotated[int, typer.Option("--n-genes", min=200, metavar="N", help="Number of genes.")] = 2000,
     genes_old: Annotated[int | None, typer.Option("--genes", min=200, hidden=True, help="Old name of --n-genes.")] = None,
+    personal: Annotated[bool, typer.Option("--personal", help="Write a personal-genomics cohort instead: reference "
+                                           "FASTA, phased VCF and PLINK genotypes, GTEx-style expression with known "
+                                           "eQTLs.")] = False,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Random seed; the same seed writes identical files.")] = 0,
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
     """Write a realistic synthetic study: genes, CAGE-like labels for X1-X3, bigWig and
-    narrowPeak tracks for 7 assays, a manifest, and promoter-capture Hi-C-like contacts (pairs.bedpe)."""
+    narrowPeak tracks for 7 assays, a manifest, and promoter-capture Hi-C-like contacts (pairs.bedpe).
+    With --personal: a synthetic cohort of 80 individuals (reference.fa, genes.tsv, genotypes.vcf.gz
+    and genotypes.bed/.bim/.fam, expression.bed, the true eQTLs in eqtls.tsv)."""
     from epx import console
-    from epx.demo import write_demo
 
     genes = _alias_value(genes, genes_old, 2000, "--n-genes and --genes")
-    with console.stderr().status(f"writing demo study to {directory}"):
-        paths = write_demo(directory, n_genes=genes, seed=seed, force=force)
+    if personal:
+        from epx.demo_personal import write_personal_demo
+
+        if genes != 2000:
+            from epx.errors import EpxError
+
+            raise EpxError("--n-genes does not apply to --personal (its cohort has a fixed size)")
+        with console.stderr().status(f"writing personal-genomics demo cohort to {directory}"):
+            paths = write_personal_demo(directory, seed=seed, force=force, notice=console.info)
+    else:
+        from epx.demo import write_demo
+
+        with console.stderr().status(f"writing demo study to {directory}"):
+            paths = write_demo(directory, n_genes=genes, seed=seed, force=force)
     console.info(f"wrote {directory}")
     for key, path in paths.items():
         typer.echo(f"{key}\t{path}")
