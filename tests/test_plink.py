@@ -221,6 +221,10 @@ def test_bad_bim_line(tmp_path, cohort):
 
 
 def test_alleles_matching_no_reference_base(tmp_path, cohort):
+    """Neither .bim allele matches the FASTA: the reader keeps A2 as REF and the haplotype builder
+    names the site (or skips it with --ref-mismatch skip), as for a VCF."""
+    from epx.sequence.haplotypes import HaplotypeBuilder
+
     base = _base(cohort, 99)
     wrong = [b for b in "ACGT" if b != base]
     to_bed(tmp_path / "w.bed", np.array([[0.0], [1.0]]), properties={
@@ -228,11 +232,14 @@ def test_alleles_matching_no_reference_base(tmp_path, cohort):
         "allele_1": [wrong[0]], "allele_2": [wrong[1]]})
     with Reference(cohort["fasta"]) as ref:
         g = PlinkGenotypes(tmp_path / "w", ref)
+        block = g.query("chr1", 0, 1_000)
+        assert block.ref == [wrong[1]] and block.alts == [[wrong[0]]]
         with pytest.raises(InputFileError) as err:
-            g.query("chr1", 0, 1_000)
-    text = _one_line(err)
-    assert "w.bim" in text and "chr1:100 (rsbad)" in text and f"A1 {wrong[0]}" in text and f"A2 {wrong[1]}" in text
-    assert f"FASTA, which has {base}" in text
+            HaplotypeBuilder(ref, g, 101, unphased="as-listed").gene("g", "chr1", 150)
+        text = _one_line(err)
+        assert "w.bed" in text and "chr1:100 (rsbad)" in text and f"REF {wrong[1]} but the FASTA has {base}" in text
+        skipped = HaplotypeBuilder(ref, g, 101, unphased="as-listed", ref_mismatch="skip").gene("g", "chr1", 150)
+        assert skipped.skipped_mismatch == 1 and len(skipped.windows) == 1
 
 
 def test_indel_whose_both_alleles_match_the_fasta_is_a_deletion(tmp_path, cohort):

@@ -185,13 +185,9 @@ class PlinkGenotypes:
                 self._orient[i] = _REF_IS_A2
             elif match1:
                 self._orient[i] = _REF_IS_A1
-            else:
-                width = max((len(a) for a in (a1, a2) if a not in _MISSING_ALLELES), default=1)
-                fasta = segment[at: at + width]
-                raise GenotypeError(
-                    f"{chrom}:{int(self._pos[i]) + 1} ({self._ids[i]}): neither allele A1 {a1} nor A2 {a2} matches "
-                    f"the FASTA, which has {fasta}; use the FASTA the genotypes were called on",
-                    path=self.bim_path)
+            else:  # neither: A2 as written; the haplotype builder's REF check names the site, skips it
+                # with --ref-mismatch skip, or calls many of them a genome-build problem, as for a VCF
+                self._orient[i] = _REF_IS_A2
 
     def query(self, chrom: str, start: int, end: int) -> VariantBlock:
         """Variants overlapping ``[start, end)`` (0-based, REF extent), genotypes of the selected samples."""
