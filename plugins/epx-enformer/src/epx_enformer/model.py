@@ -51,8 +51,7 @@ def fit_to_window(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def _take(X: Any, idx: np.ndarray) -> np.ndarray:
-    if hasattr(X, "take") and type(X).__module__ != "numpy":
-        return np.asarray(X.take(idx), dtype=np.float32)
+    """Rows ``idx`` of an array or of the core's lazy view (whose ``[idx]`` reads them)."""
     return np.asarray(X[idx], dtype=np.float32)
 
 
