@@ -46,6 +46,7 @@ DIR_KINDS = {
     "prediction": "predictions (epx predict)",
     "ablation": "an ablation (epx ablate)",
     "explanation": "an explanation (epx explain)",
+    "personalize": "personalized predictions (epx personalize)",
 }
 SPLIT_HEADER = "gene_id\tcell_line\tchrom\tfold\trole"  # == "\t".join(epx.split.SPLIT_COLUMNS), tested
 PNG_SOFTWARE = "epx"
