@@ -785,7 +785,7 @@ def cohort_board(directories: Sequence[tuple[str, Path]], *, reference: str | No
             n_def = int(np.isfinite(values[m]["median pearson"]).sum())
             for metric in BOARD_METRICS:
                 lo, hi = _ci(boots[m][metric])
-                row = {"part": "held-out individuals", "cell_line": name, "entry": m, "n": n_def, "metric": metric,
+                row = {"part": "held-out", "cell_line": name, "entry": m, "n": n_def, "metric": metric,
                        "value": points[m][metric], "ci_low": lo, "ci_high": hi, "reference": ref,
                        "diff": points[m][metric] - points[ref][metric], "diff_low": None, "diff_high": None}
                 if m != ref:
