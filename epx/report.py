@@ -44,6 +44,7 @@ class Entry:
     config: dict[str, Any]
     parts: dict[str, pd.DataFrame] = field(default_factory=dict)
     seeds: pd.DataFrame | None = None  # a seeded run's seed_predictions.parquet
+    cohort: bool = False  # an epx personalize directory: methods scored across individuals
 
     @property
     def is_baseline(self) -> bool:
@@ -58,6 +59,9 @@ def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
         dup = next(p for p in paths if resolved.count(Path(p).resolve()) > 1)
         raise EpxError(f"{dup} is listed twice")
     names = _short_names([Path(p) for p in paths])
+    cohort = _cohort_entries(paths, names)
+    if cohort:
+        return cohort
     entries = []
     for name, p in zip(names, paths, strict=True):
         run = read_run(p)
@@ -75,6 +79,26 @@ def load_entries(paths: Sequence[str | Path]) -> list[Entry]:
         raise EpxError("nothing to score: none of these has labelled out-of-fold or test rows "
                        "(featurize the cell lines with --labels to score them)")
     return entries
+
+
+def _cohort_entries(paths: Sequence[str | Path], names: list[str]) -> list[Entry]:
+    """epx personalize directories (marker kind ``personalize``): their cohort evaluations, scored
+    per gene across held-out individuals, are shown on their own (not beside runs)."""
+    from epx.outputs import epx_kind
+
+    kinds = [epx_kind(Path(p)) if Path(p).is_dir() else None for p in paths]
+    if "personalize" not in kinds:
+        return []
+    other = next((p for p, k in zip(paths, kinds, strict=True) if k != "personalize"), None)
+    if other is not None:
+        raise EpxError(f"{other} is not an epx personalize directory: a cohort evaluation (scored across "
+                       "individuals) is reported on its own, or beside other personalize directories")
+    from epx.cohort import find_summary
+
+    for p in paths:
+        find_summary(p)
+    return [Entry(name=name, path=Path(p), config={"kind": "personalize"}, cohort=True)
+            for name, p in zip(names, paths, strict=True)]
 
 
 def _seed_predictions(run: Path) -> pd.DataFrame | None:
@@ -195,6 +219,11 @@ def leaderboard(entries: list[Entry], *, reference: str | None = None, intersect
     """Long table: one row per (part, cell line, entry, metric) with value, CI and paired difference."""
     if n_boot < 100:
         raise EpxError(f"--bootstrap must be at least 100 resamples for a 95% interval (got {n_boot})")
+    if entries and all(e.cohort for e in entries):
+        from epx.cohort import cohort_board
+
+        return cohort_board([(e.name, e.path) for e in entries if e.path is not None], reference=reference,
+                            n_boot=n_boot, seed=seed)
     names = [e.name for e in entries]
     by_path = {str(e.path.resolve()): e.name for e in entries if e.path is not None}
     if reference is not None and str(Path(reference).resolve()) in by_path:
@@ -381,7 +410,8 @@ def plot(board: pd.DataFrame, path: Path, title: str) -> None:
 
     from epx.outputs import save_figure
 
-    data = board[board["metric"] == PRIMARY]
+    metric = PRIMARY if (board["metric"] == PRIMARY).any() else board["metric"].iloc[0]  # cohort boards
+    data = board[board["metric"] == metric]
     groups = list(data.groupby(["part", "cell_line"], sort=False))
     n_entries = data["entry"].nunique()
     fig, axes = plt.subplots(len(groups), 1, figsize=(8, 0.35 * n_entries * len(groups) + 1.2 * len(groups)), squeeze=False)
@@ -396,7 +426,7 @@ def plot(board: pd.DataFrame, path: Path, title: str) -> None:
                 ax.errorbar(g["value"][mask], y[mask], xerr=[lo[mask], hi[mask]], fmt="o", color=color, capsize=3)
         ax.set_yticks(y, g["entry"])
         ax.set_title(f"{part} rows, {cell}", fontsize=10)
-        ax.set_xlabel(f"{PRIMARY} (95% bootstrap CI over genes)")
+        ax.set_xlabel(f"{metric} (95% bootstrap CI over genes)")
     fig.suptitle(title)
     fig.tight_layout()
     save_figure(fig, path)
