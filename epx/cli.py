@@ -668,6 +668,7 @@ def personalize(
     variant_effects: Annotated[bool, typer.Option("--variant-effects", help="Also predict each variant alone against the reference (delta at the TSS).")] = False,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds over individuals for the evaluation.", metavar="K")] = 5,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the folds over individuals.")] = 0,
+    allow_missing_individuals: Annotated[bool, typer.Option("--allow-missing-individuals", help="Evaluate without the expression individuals that have no genotypes (default: an error).")] = False,
     cache: Annotated[Path | None, typer.Option("--cache", help="Prediction cache (SQLite) shared by runs; default ~/.cache/epx/personalize.sqlite.", metavar="PATH")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Keep predictions in memory only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
@@ -690,7 +691,7 @@ def personalize(
         samples=_split_list(samples) or None, chroms=_split_list([chroms]) if chroms else None, model=model,
         model_options=model_options, window=window, sequences_only=sequences_only, write_sequences=write_sequences,
         unphased=unphased, ref_mismatch=ref_mismatch, variant_effects=variant_effects, folds=folds, seed=seed,
-        cache=cache, use_cache=not no_cache, force=force)
+        allow_missing_individuals=allow_missing_individuals, cache=cache, use_cache=not no_cache, force=force)
     s = run_personalize(options)
     rows = [["genes x individuals", f"{s['genes']:,} x {s['individuals']:,}"], ["window", f"{s['window']:,} bp"],
             ["variants", f"{s['variants']:,}"],
@@ -704,7 +705,7 @@ def personalize(
     if ev:
         methods = ev.get("methods", {})
         console.table("Held-out individuals: per-gene correlation", ["method", "median Pearson", "median Spearman", "wrong sign", "genes"],
-                      [[m, _fmt(v.get("median_pearson")), _fmt(v.get("median_spearman")), _fmt(v.get("frac_wrong_sign")),
+                      [[v.get("label", m), _fmt(v.get("median_pearson")), _fmt(v.get("median_spearman")), _fmt(v.get("frac_wrong_sign")),
                         str(v.get("n_genes", ""))] for m, v in methods.items()])
     console.info(f"wrote {write_sequences if sequences_only else output}")
 

@@ -67,6 +67,7 @@ class PersonalizeOptions:
     variant_effects: bool = False
     folds: int = 5
     seed: int = 0
+    allow_missing_individuals: bool = False
     cache: Path | None = None
     use_cache: bool = True
     force: bool = False
@@ -238,7 +239,10 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
         if expression is not None:
             from epx.cohort import check_individuals
 
-            check_individuals(list(expression.columns), genotypes.samples, options.expression)
+            check = check_individuals(list(expression.columns), genotypes.samples,
+                                      allow_missing=options.allow_missing_individuals)
+            if check.missing:
+                console.warn(check.warning())
 
         predictor = None
         window = options.window
@@ -409,6 +413,7 @@ def _evaluate(out: Path, expression: pd.DataFrame, genes: pd.DataFrame, samples:
         frame["enformer"] = values[g].mean(axis=1)
         frames.append(frame)
     predicted = pd.concat(frames, ignore_index=True)
-    result = evaluate_cohort(expression, predicted, dosages, k=options.folds, seed=options.seed)
+    result = evaluate_cohort(expression, predicted, dosages, samples=samples, k=options.folds, seed=options.seed,
+                             allow_missing=options.allow_missing_individuals)
     write_cohort_report(result, out)
     return result.summary
