@@ -5,10 +5,9 @@ split and files as every other model."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sys
-import tomllib
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,12 +25,15 @@ def example_plugin(tmp_path_factory):
     """epx-example as it installs from this tree: a distribution whose ``epx.models`` entry points
     are those of plugins/epx-example/pyproject.toml, first on sys.path, so kmer-ridge is found even
     where the installed (editable) epx-example predates it."""
-    pyproject = tomllib.loads((ROOT / "plugins" / "epx-example" / "pyproject.toml").read_text())
-    eps = pyproject["project"]["entry-points"]["epx.models"]
+    text = (ROOT / "plugins" / "epx-example" / "pyproject.toml").read_text()  # no tomllib on Python 3.10
+    version = re.search(r'^version = "([^"]+)"', text, re.M).group(1)
+    section = text.split('[project.entry-points."epx.models"]', 1)[1].split("\n[", 1)[0]
+    eps = dict(re.findall(r'^([\w-]+) = "([^"]+)"', section, re.M))
+    assert "kmer-ridge" in eps, eps
     site = tmp_path_factory.mktemp("site")
-    info = site / f"epx_example-{pyproject['project']['version']}.dist-info"
+    info = site / f"epx_example-{version}.dist-info"
     info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: epx-example\nVersion: {pyproject['project']['version']}\n")
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: epx-example\nVersion: {version}\n")
     (info / "entry_points.txt").write_text("[epx.models]\n" + "".join(f"{k} = {v}\n" for k, v in eps.items()))
     with pytest.MonkeyPatch.context() as mp:
         mp.syspath_prepend(str(ROOT / "plugins" / "epx-example" / "src"))
