@@ -23,7 +23,7 @@ from epx.models.plugins import ModelSpec, get_spec
 def synthetic_fold(input_kind: str, n: int, task: str, seed: int = 0, n_features: int = 8) -> FoldData:
     """Learnable synthetic data in the model's input kind: signal in the first features (tabular), the
     central bins of the first assay (binned), or the GC content around the TSS (sequence: ``X`` is a
-    lazy :class:`~epx.sequence.windows.SequenceRows` of 128 bp windows, as ``epx train`` gives)."""
+    lazy view of 128 bp windows, :class:`SyntheticSequenceRows`, like those ``epx train`` gives)."""
     rng = np.random.default_rng(seed)
     if input_kind == "tabular":
         X = rng.normal(size=(n, n_features)).astype(np.float32)
@@ -50,40 +50,63 @@ def synthetic_fold(input_kind: str, n: int, task: str, seed: int = 0, n_features
     return FoldData(X=X, y=y, rows=rows, feature_names=names)
 
 
-class MemoryReference:
-    """An in-memory genome with :class:`epx.io.fasta.Reference`'s ``fetch``/``length``/``chroms``:
-    the reference behind synthetic sequence folds (picklable, so DataLoader workers get it too)."""
+class SyntheticSequenceRows:
+    """A lazy one-hot view over an in-memory genome with the interface of
+    :class:`epx.sequence.windows.SequenceRows` (what ``epx train`` hands sequence models):
+    ``shape``, ``len``, ``view[idx]`` -> (n, window, 4) float32 built per call, ``take(idx)``,
+    ``resize(length)``, ``sequences(idx)`` and ``strand``. (The plugin surface does not import
+    epx.sequence, so this is a stand-in, not the class itself.)"""
 
-    picklable = True
+    dtype = np.dtype(np.float32)
+    ndim = 3
 
-    def __init__(self, chroms: dict[str, bytes]) -> None:
-        self._seqs = dict(chroms)
+    def __init__(self, genome: bytes, tss: np.ndarray, window: int, strand: np.ndarray) -> None:
+        self.genome, self.tss, self.window, self.strand = genome, np.asarray(tss, np.int64), int(window), strand
 
     @property
-    def chroms(self) -> list[str]:
-        return list(self._seqs)
+    def shape(self) -> tuple[int, int, int]:
+        return (len(self.tss), self.window, 4)
 
-    def length(self, chrom: str) -> int:
-        return len(self._seqs[chrom])
+    def __len__(self) -> int:
+        return len(self.tss)
 
-    def fetch(self, chrom: str, start: int, end: int) -> bytes:
-        seq = self._seqs[chrom]
-        lo, hi = max(start, 0), min(end, len(seq))
-        body = seq[lo:hi] if hi > lo else b""
-        return b"N" * (lo - start) + body + b"N" * (end - start - (lo - start) - len(body))
+    def take(self, idx: Any) -> SyntheticSequenceRows:
+        return SyntheticSequenceRows(self.genome, self.tss[idx], self.window, self.strand[idx])
+
+    def resize(self, length: int) -> SyntheticSequenceRows:
+        return SyntheticSequenceRows(self.genome, self.tss, int(length), self.strand)
+
+    def sequences(self, idx: Any = slice(None)) -> list[bytes]:
+        out = []
+        for t in np.atleast_1d(self.tss[idx]):
+            start = int(t) - self.window // 2
+            lo, hi = max(start, 0), min(start + self.window, len(self.genome))
+            out.append(b"N" * (lo - start) + self.genome[lo:hi] + b"N" * (start + self.window - max(hi, lo)))
+        return out
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        seqs = self.sequences(idx)
+        codes = np.frombuffer(b"".join(seqs), np.uint8).reshape(len(seqs), self.window)
+        out = _ONE_HOT[codes]
+        return out[0] if np.ndim(self.tss[idx]) == 0 else out
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        out = self[np.arange(len(self))]
+        return out if dtype is None else out.astype(dtype)
 
 
+_ONE_HOT = np.zeros((256, 4), np.float32)  # A, C, G, T in either case; N and the rest all zero
+for _i, _b in enumerate(b"ACGT"):
+    _ONE_HOT[_b, _i] = _ONE_HOT[_b + 32, _i] = 1.0
 SYNTHETIC_WINDOW = 128
 
 
 def synthetic_sequences(n: int, rng: np.random.Generator, window: int = SYNTHETIC_WINDOW) -> tuple[Any, np.ndarray]:
-    """A lazy one-hot view (:class:`epx.sequence.windows.SequenceRows`) of ``n`` windows over an
-    in-memory genome, and the signal: the G+C count of the central 32 bp (each row's GC fraction
-    there drawn from U(0.2, 0.8); flanks uniform; lower case and a few N as in real FASTAs). Half the
-    genes are on the minus strand (their windows are still the forward strand); the last rows run
-    past the chromosome end, so part of their window is N."""
-    from epx.sequence.windows import SequenceRows
-
+    """A lazy one-hot view of ``n`` windows over an in-memory genome, and the signal: the G+C count
+    of the central 32 bp (each row's GC fraction there drawn from U(0.2, 0.8); flanks uniform;
+    lower case and a few N as in real FASTAs). Half the genes are on the minus strand (their
+    windows are still the forward strand); the last rows run past the genome's end, so part of
+    their window is N."""
     bases = np.frombuffer(b"ACGT", dtype=np.uint8)
     genome = bases[rng.integers(0, 4, size=n * window)].copy()
     centre = window // 2
@@ -95,14 +118,12 @@ def synthetic_sequences(n: int, rng: np.random.Generator, window: int = SYNTHETI
         genome[lo:lo + 32] = np.where(is_gc, rng.choice(np.frombuffer(b"GC", np.uint8), 32),
                                       rng.choice(np.frombuffer(b"AT", np.uint8), 32))
         core[i] = is_gc.sum()
-    soft = rng.random(len(genome)) < 0.1  # soft-masked (lower-case) bases count as bases
-    genome[soft] += 32
+    genome[rng.random(len(genome)) < 0.1] += 32  # soft-masked (lower-case) bases count as bases
     genome[rng.random(len(genome)) < 0.002] = ord("N")
     tss = np.arange(n, dtype=np.int64) * window + centre
-    tss[-max(1, n // 50):] += window // 4  # the last windows run past the chromosome end: N-padded
-    ref = MemoryReference({"chrS": genome.tobytes()})
-    strand = np.where(np.arange(n) % 2 == 0, "+", "-")
-    view = SequenceRows("<synthetic>", np.full(n, "chrS", dtype=object), tss, window, strand=strand, reference=ref)
+    tss[-max(1, n // 50):] += window // 4  # the last windows run past the end: N-padded
+    strand = np.where(np.arange(n) % 2 == 0, "+", "-").astype(object)
+    view = SyntheticSequenceRows(genome.tobytes(), tss, window, strand)
     return view, (core - core.mean()) / max(core.std(), 1e-9)
 
 

@@ -155,6 +155,5 @@ class SequenceRows:
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
-        if not getattr(self._reference, "picklable", False):
-            state["_reference"] = None  # a pyfaidx handle does not cross processes; reopened on use
+        state["_reference"] = None  # a pyfaidx handle does not cross processes; reopened on use
         return state
