@@ -237,6 +237,18 @@ def test_tracks_and_reference_in_one_dataset(run, study, example_plugin, tmp_pat
 
     ds = load_dataset(both)
     assert ds.input_kinds == ["tabular", "binned", "sequence"] and ds.sequence_window == 500
+    # the sequence model and a tabular one under one split file, side by side in epx report
+    assert run("split", both, "--chr-kfold", "2", "-o", tmp_path / "split.tsv").exit_code == 0
+    for model, extra in (("kmer-ridge", ("-p", "span=400")), ("ridge", ())):
+        result = run("train", both, "--model", model, "--split", tmp_path / "split.tsv", "--target", "log1p",
+                     *extra, "-o", tmp_path / model)
+        assert result.exit_code == 0, result.stderr
+    report = run("report", tmp_path / "kmer-ridge", tmp_path / "ridge", "--format", "json", "--bootstrap", "100")
+    assert report.exit_code == 0, report.stderr
+    rows = {(r["entry"], r["metric"]): r for r in json.loads(report.stdout) if r["part"] == "oof"}
+    kmer, flat = rows[("kmer-ridge", "spearman")], rows[("ridge", "spearman")]
+    assert kmer["n"] == flat["n"] == sum(CHROMS.values())  # the same genes, the same folds
+    assert kmer["value"] > 0.5 and flat["diff_high"] < 0  # a flat track carries no signal; the GC box does
     tracks_only = tmp_path / "tracks"
     assert run("featurize", "--genes", study["genes"], "--manifest", manifest, "--labels", f"C1={study['labels']}",
                "-o", tracks_only, "--workers", "1").exit_code == 0
