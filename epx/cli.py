@@ -408,8 +408,8 @@ def featurize(
     console.table(f"Dataset {output}", ["item", "value"], [
         ["genes", f"{summary['genes']:,}"],
         ["cell lines", ", ".join(summary["cell_lines"])],
-        ["assays", ", ".join(summary["assays"])],
-        ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
+        ["assays", ", ".join(summary["assays"]) or "none (no --manifest)"],
+        ["tabular features", f"{summary['features']:,} per (gene, cell line)" if summary["features"] else "none"],
         ["binned tracks", (" x ".join(map(str, summary["bins"][:3])) + " x " + ", ".join(summary["geometries"]))
          if summary["bins"] else "none"],
         *([["distal regions", f"{summary['regions']['regions']:,} regions of "
