@@ -308,3 +308,10 @@ def test_predict_refuses_another_window_or_no_reference(run, kmer_run, study, tm
     assert_user_error(run("predict", kmer_run, other, "-o", tmp_path / "p"),
                       "--sequence-window 1000", f"--sequence-window {WINDOW}")
     assert not (tmp_path / "p").exists()
+
+
+def test_ablation_of_a_sequence_model_is_refused(run, example_plugin, dataset, tmp_path):
+    assert_user_error(run("ablate", dataset, "--model", "kmer-ridge", "--chr-kfold", "2", "-o", tmp_path / "ab"),
+                      "'kmer-ridge' reads reference sequence", "no assays to ablate")
+    assert_user_error(run("train", dataset, "--model", "kmer-ridge", "--chr-kfold", "2", "--assays", "H3K4me3",
+                          "-o", tmp_path / "r"), "--assays chooses tracks")
