@@ -346,7 +346,7 @@ def featurize(
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to write.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Expression labels of a cell line; repeatable.")] = None,
     assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
-    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest.", autocompletion=complete_cell)] = None,
+    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest (with --fasta and no --manifest: the dataset's cell lines; default: those of --labels).", autocompletion=complete_cell)] = None,
     tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
     tss_mode: Annotated[TssMode, typer.Option("--tss-mode", metavar=_choices(TSS_MODES), help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,

@@ -315,3 +315,17 @@ def test_ablation_of_a_sequence_model_is_refused(run, example_plugin, dataset, t
                       "'kmer-ridge' reads reference sequence", "no assays to ablate")
     assert_user_error(run("train", dataset, "--model", "kmer-ridge", "--chr-kfold", "2", "--assays", "H3K4me3",
                           "-o", tmp_path / "r"), "--assays chooses tracks")
+
+
+def test_unlabelled_reference_dataset_for_prediction(run, kmer_run, study, tmp_path):
+    """Without --manifest or --labels, --cells names the cell lines to predict."""
+    ds = tmp_path / "unlabelled"
+    result = run("featurize", "--genes", study["genes"], "--fasta", study["fasta"], "--sequence-window", str(WINDOW),
+                 "--cells", "X9", "-o", ds)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads((ds / "dataset.json").read_text())["cell_lines"] == ["X9"]
+    out = tmp_path / "pred"
+    assert run("predict", kmer_run, ds, "-o", out).exit_code == 0
+    table = pd.read_parquet(out / "predictions.parquet")
+    assert set(table["cell_line"]) == {"X9"} and len(table) == sum(CHROMS.values())
+    assert not (out / "metrics.json").exists()
