@@ -113,6 +113,11 @@ def ablate(
     refuse_overlap(output, [dataset, *([split_options.file] if split_options.file else [])])
     output = check_output(output, force, "ablation")
     ds = load_dataset(dataset)
+    from epx.models.plugins import get_spec
+
+    if get_spec(options.model).input_kind == "sequence":
+        raise EpxError(f"model {options.model!r} reads reference sequence, not tracks: there are no assays to ablate; "
+                       "compare it with the track models with epx report")
     variants = plan_variants(ds.assays, modes, ds.path)
     split, described = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)

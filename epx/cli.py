@@ -362,7 +362,7 @@ def featurize(
     output: Annotated[Path | None, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to write.")] = None,
     labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Expression labels of a cell line; repeatable.")] = None,
     assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
-    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest.", autocompletion=complete_cell)] = None,
+    cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest (with --fasta and no --manifest: the dataset's cell lines; default: those of --labels).", autocompletion=complete_cell)] = None,
     tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
     tss_mode: Annotated[TssMode, typer.Option("--tss-mode", metavar=_choices(TSS_MODES), help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
@@ -373,12 +373,14 @@ def featurize(
     pairs: Annotated[list[str] | None, typer.Option("--pairs", metavar="[CELL=]FILE", help="Promoter-to-region contacts (pcHi-C: BEDPE, CHiCAGO .ibed, WashU longrange, or Chromoformer's gene_id/neighbors/scores table); each gene's strongest regions are binned beside its promoter. CELL=FILE for one cell line; repeatable.")] = None,
     max_regions: Annotated[int, typer.Option("--max-regions", min=1, metavar="N", help="Distal regions kept per gene, by contact score.")] = 8,
     max_region_width: Annotated[int, typer.Option("--max-region-width", min=1, metavar="BP", help="Regions wider than this are clipped around their centre; every region is binned in a frame this wide.")] = 40_000,
+    fasta: Annotated[Path | None, typer.Option("--fasta", metavar="REF", help="Reference genome FASTA (plain or bgzipped) for sequence models; recorded, not copied: one-hot windows around each TSS are built from it per batch. Without --manifest the dataset holds only the reference and labels.")] = None,
+    sequence_window: Annotated[int | None, typer.Option("--sequence-window", metavar="BP", help="Reference window length for sequence models, the TSS at index BP//2 on the forward strand [default: 196608, Enformer's input, with --fasta].")] = None,
     workers: Annotated[int | None, typer.Option("--workers", min=1, metavar="N", help="Parallel track workers (default: all cores).")] = None,
     build: Annotated[Build | None, typer.Option("--build", metavar=_choices(BUILDS), help="Genome build for TSVs with per-build columns.")] = None,
     list_features: Annotated[bool, typer.Option("--list-features", help="Print every feature name with a description and exit.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the output even if it is up to date (replaces it only if epx wrote it).")] = False,
 ) -> None:
-    """Turn a gene table and bigWig/BED tracks into a dataset: tabular features and binned tracks."""
+    """Turn a gene table and bigWig/BED tracks into a dataset: tabular features and binned tracks (and, with --fasta, a reference for sequence models)."""
     from epx import console
     from epx.errors import EpxError
     from epx.features.geometry import parse_bins
@@ -409,25 +411,28 @@ def featurize(
         for name, description in feature_catalogue(bw, bw if bed is None else bed, params):
             typer.echo(f"{name}\t{description}")
         return
-    missing = [opt for opt, v in (("--genes", genes), ("--manifest", manifest), ("--output", output)) if not v]
+    missing = [opt for opt, v in (("--genes", genes), ("--manifest", manifest or fasta), ("--output", output)) if not v]
     if missing:
+        missing = ["--manifest (or --fasta)" if m == "--manifest" else m for m in missing]
         raise EpxError(f"featurize needs {', '.join(missing)} (or --list-features)")
     summary = run_featurize(genes, manifest, output, labels=labels or [], params=params, build=build,
                             workers=workers, force=force, assays=_split_list(assays), cells=_split_list(cells),
-                            pairs=pairs or [])
+                            pairs=pairs or [], fasta=fasta, sequence_window=sequence_window)
     if summary["up_to_date"]:
         console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
         return
     console.table(f"Dataset {output}", ["item", "value"], [
         ["genes", f"{summary['genes']:,}"],
         ["cell lines", ", ".join(summary["cell_lines"])],
-        ["assays", ", ".join(summary["assays"])],
-        ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
+        ["assays", ", ".join(summary["assays"]) or "none (no --manifest)"],
+        ["tabular features", f"{summary['features']:,} per (gene, cell line)" if summary["features"] else "none"],
         ["binned tracks", (" x ".join(map(str, summary["bins"][:3])) + " x " + ", ".join(summary["geometries"]))
          if summary["bins"] else "none"],
         *([["distal regions", f"{summary['regions']['regions']:,} regions of "
             + ", ".join(f"{n:,} genes ({c})" for c, n in summary["regions"]["genes"].items())]]
           if summary.get("regions") else []),
+        *([["reference", f"{summary['sequence']['fasta']} ({summary['sequence']['window']:,} bp windows, "
+            "built per batch)"]] if summary.get("sequence") else []),
     ])
     console.info(f"wrote {output}")
 

@@ -15,6 +15,11 @@ Layout (written atomically by ``epx featurize`` and ``epx import``)::
       bins_coverage.npy       float16, same shape: fraction of each bin with data
       holdout.tsv             (optional) a split shipped with imported data
 
+With ``epx featurize --fasta REF --sequence-window L``, ``dataset.json`` has a ``sequence`` entry
+(the FASTA's absolute path, size, content sample, and L); no sequence is stored: sequence models
+get windows built from the FASTA per batch (``Dataset.sequence_rows``). A dataset featurized with
+``--fasta`` and without ``--manifest`` has no features or bins, only the reference and labels.
+
 ``load_dataset(path)`` gives typed access; the binned arrays are memory-mapped.
 """
 
@@ -25,13 +30,16 @@ import json
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
 from epx._version import __version__
 from epx.errors import DatasetError
+
+if TYPE_CHECKING:
+    from epx.sequence.windows import SequenceRows
 
 DATASET_FORMAT = 1
 META_FILE = "dataset.json"
@@ -210,8 +218,35 @@ class Dataset:
         return read_parquet_file(self.path / "regions.parquet", "dataset regions")
 
     @property
+    def has_sequence(self) -> bool:
+        """A reference FASTA was recorded (``epx featurize --fasta``): sequence models can read it."""
+        return isinstance(self.meta.get("sequence"), dict)
+
+    @property
+    def sequence_window(self) -> int | None:
+        return int(self.meta["sequence"]["window"]) if self.has_sequence else None
+
+    def sequence_rows(self, gene_pos: Any = None, window: int | None = None) -> SequenceRows:
+        """One-hot reference windows of the genes at ``gene_pos`` (rows of ``genes``, repeats
+        allowed: one per (gene, cell line) row; None: every gene), built from the FASTA per batch:
+        see :class:`epx.sequence.windows.SequenceRows`. ``window`` defaults to the recorded one.
+        A FASTA that moved or changed since featurize is one line naming it."""
+        from epx.sequence.windows import SequenceRows, resolve_fasta
+
+        if not self.has_sequence:
+            raise DatasetError("this dataset has no reference sequence; re-run epx featurize --fasta REF "
+                               "--sequence-window L", path=self.path)
+        info = self.meta["sequence"]
+        fasta = resolve_fasta(info, self.path)
+        pos = np.arange(len(self.genes)) if gene_pos is None else np.asarray(gene_pos, dtype=np.int64)
+        genes = self.genes
+        return SequenceRows(fasta, genes["chrom"].to_numpy(object)[pos], genes["tss"].to_numpy(np.int64)[pos],
+                            int(window or info["window"]), strand=genes["strand"].to_numpy(object)[pos])
+
+    @property
     def input_kinds(self) -> list[str]:
-        return [k for k, ok in (("tabular", self.has_tabular), ("binned", self.has_binned)) if ok]
+        return [k for k, ok in (("tabular", self.has_tabular), ("binned", self.has_binned),
+                                ("sequence", self.has_sequence)) if ok]
 
     @cached_property
     def genes(self) -> pd.DataFrame:

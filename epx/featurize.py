@@ -169,22 +169,26 @@ def _run_track(kind: str, path: str, genes: pd.DataFrame, params: FeaturizeParam
     return _bed_job(path, genes, params, sizes)
 
 
-def _fingerprint(genes_paths: Sequence[Path], manifest: Path, labels: Sequence[str], tracks: pd.DataFrame,
-                 params: FeaturizeParams, build: str | None, pairs: dict[str, Path] | None = None) -> dict[str, Any]:
+def _fingerprint(genes_paths: Sequence[Path], manifest: Path | None, labels: Sequence[str], tracks: pd.DataFrame | None,
+                 params: FeaturizeParams, build: str | None, pairs: dict[str, Path] | None = None,
+                 sequence: dict[str, Any] | None = None, cells: Sequence[str] = ()) -> dict[str, Any]:
     label_paths = [item.partition("=")[2] for item in labels]
-    out = {
+    out: dict[str, Any] = {
         "params": {**asdict(params), "build": build},
-        "selection": {"assays": sorted(set(tracks["assay"])), "cells": sorted(set(tracks["cell_line"]))},
+        "selection": {"assays": sorted(set(tracks["assay"])) if tracks is not None else [],
+                      "cells": sorted(set(tracks["cell_line"])) if tracks is not None else sorted(cells)},
         "genes": [file_fingerprint(p) for p in genes_paths],
-        "manifest": file_fingerprint(manifest),
+        "manifest": file_fingerprint(manifest) if manifest is not None else None,
         "labels": {item.partition("=")[0]: file_fingerprint(p) for item, p in zip(labels, label_paths, strict=True)},
         "tracks": [
             {"cell_line": r.cell_line, "assay": r.assay, "kind": r.kind, **file_fingerprint(r.path)}
             for r in tracks.itertuples()
-        ],
+        ] if tracks is not None else [],
     }
     if pairs:
         out["pairs"] = {cell: file_fingerprint(p) for cell, p in pairs.items()}
+    if sequence:  # the FASTA's identity (not its mtime: a copy is the same reference) and the window
+        out["sequence"] = {k: sequence[k] for k in ("fasta", "size", "sample_blake2b", "window")}
     return out
 
 
@@ -236,34 +240,70 @@ def featurize(
     assays: Sequence[str] = (),
     cells: Sequence[str] = (),
     pairs: Sequence[str] = (),
+    fasta: str | Path | None = None,
+    sequence_window: int | None = None,
 ) -> dict[str, Any]:
     """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed.
 
     ``pairs``: promoter-to-region contact files (``FILE`` or ``CELL=FILE``; BEDPE, CHiCAGO ibed,
     WashU longrange or Chromoformer's long format, see :mod:`epx.io.pairs`); each gene's top
-    ``params.max_regions`` regions are binned at every geometry beside the promoter bins."""
+    ``params.max_regions`` regions are binned at every geometry beside the promoter bins.
+
+    ``fasta``: a reference genome for ``sequence`` models, recorded (path, size, content sample,
+    ``sequence_window``, default :data:`epx.sequence.windows.DEFAULT_WINDOW`) and never copied:
+    windows are built from it per batch. Every gene's chromosome must be in it. With ``fasta`` and
+    no ``manifest`` the dataset has no features or bins; its cell lines are ``cells``, else the
+    labels'."""
     output = Path(output)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise EpxError(f"--workers must be a whole number >= 1, got {workers!r}; omit it to use all cores")
-    inputs = load_inputs(genes, manifest=manifest, labels=labels, build=build, assays=assays, cells=cells)
+    if fasta is None and sequence_window is not None:
+        raise EpxError("--sequence-window sets the reference window of --fasta REF; give --fasta too")
+    if manifest is None and fasta is None:
+        raise EpxError("featurize needs --manifest (tracks) or --fasta (a reference genome for sequence models)")
+    if fasta is not None:
+        from epx.sequence.windows import DEFAULT_WINDOW
+
+        sequence_window = DEFAULT_WINDOW if sequence_window is None else sequence_window
+        if isinstance(sequence_window, bool) or not isinstance(sequence_window, int) or sequence_window < 1:
+            raise EpxError(f"--sequence-window must be a whole number of bp >= 1, got {sequence_window!r}")
+    if manifest is None:
+        if assays:
+            raise EpxError("--assays chooses tracks of --manifest; this dataset has no manifest")
+        if pairs:
+            raise EpxError("--pairs bins distal regions from tracks; give --manifest too")
+    inputs = load_inputs(genes, manifest=manifest, labels=labels, build=build, assays=assays,
+                         cells=cells if manifest is not None else ())
     for message in inputs.warnings:
         console.warn(message)
     tracks = inputs.manifest
-    assert tracks is not None
-    pair_files = resolve_pairs(pairs, list(dict.fromkeys(tracks["cell_line"])))
+    cell_lines = _cell_lines(inputs, cells) if tracks is None else list(dict.fromkeys(tracks["cell_line"]))
+    pair_files = resolve_pairs(pairs, cell_lines) if tracks is not None else {}
     if pair_files and not params.bins:
         raise EpxError("--pairs bins distal regions beside the promoter bins; drop --no-bins")
-    if pair_files and not (tracks["kind"] == "bigwig").any():
+    if pair_files and tracks is not None and not (tracks["kind"] == "bigwig").any():
         raise EpxError("--pairs needs bigWig tracks: distal regions are binned from signal, and this manifest "
                        "has only BED peaks")
-    fingerprint = _fingerprint([Path(g) for g in genes], Path(manifest), labels, tracks, params, build, pair_files)
+    sequence = _sequence_entry(inputs.genes, fasta, sequence_window) if fasta is not None else None
+    fingerprint = _fingerprint([Path(g) for g in genes], None if manifest is None else Path(manifest), labels, tracks,
+                               params, build, pair_files, sequence, cell_lines)
     if output.exists() and not force and _is_up_to_date(output, fingerprint):
         return {"up_to_date": True, "dataset": str(output)}
-    refuse_overlap(output, [*genes, manifest, *(item.partition("=")[2] for item in labels), *pair_files.values()])
+    refuse_overlap(output, [*genes, *([manifest] if manifest is not None else []),
+                            *(item.partition("=")[2] for item in labels), *pair_files.values(),
+                            *([fasta] if fasta is not None else [])])
     check_output(output, force, "dataset")  # before the work: foreign files, writability
+    if sequence is not None and sequence["padded_genes"]:
+        console.warn(f"the {sequence['window']:,} bp reference windows of {sequence['padded_genes']:,} gene(s) run past "
+                     "a chromosome end; those bases are N (all-zero one-hot)")
     with atomic_dir(output, "dataset", force=force) as tmp:  # locked until the dataset is in place
-        gene_table, cells, assays, bins, feature_names, regions = _compute_and_write(
-            tmp, inputs, tracks, params, build, fingerprint, workers, progress, pair_files)
+        if tracks is None:
+            gene_table, assays, bins, feature_names, regions = inputs.genes, [], None, [], None
+            _write_sequence_only(tmp, inputs, cell_lines, params, build, fingerprint, sequence)
+            cells = cell_lines
+        else:
+            gene_table, cells, assays, bins, feature_names, regions = _compute_and_write(
+                tmp, inputs, tracks, params, build, fingerprint, workers, progress, pair_files, sequence)
     return {
         "up_to_date": False,
         "dataset": str(output),
@@ -274,7 +314,72 @@ def featurize(
         "bins": None if bins is None else list(bins),
         "geometries": [b.name for b in params.bin_specs()] if bins is not None else [],
         "regions": regions,
+        "sequence": None if sequence is None else {k: sequence[k] for k in ("fasta", "window", "padded_genes")},
     }
+
+
+def _cell_lines(inputs: Any, cells: Sequence[str]) -> list[str]:
+    """The cell lines of a dataset without tracks: ``--cells``, else those of the labels. Labels of
+    other cell lines are dropped with a warning."""
+    labelled = [] if inputs.labels is None else list(dict.fromkeys(inputs.labels["cell_line"]))
+    chosen = list(dict.fromkeys(cells)) or labelled
+    if not chosen:
+        raise EpxError("a dataset without --manifest takes its cell lines from --labels CELL=FILE; "
+                       "give --labels, or name the cell lines to predict with --cells")
+    dropped = [c for c in labelled if c not in chosen]
+    if dropped:
+        console.warn(f"labels for cell line(s) {', '.join(dropped)} are left out: not in --cells")
+        inputs.labels = inputs.labels[inputs.labels["cell_line"].isin(chosen)].reset_index(drop=True)
+    return chosen
+
+
+def _sequence_entry(genes: pd.DataFrame, fasta: str | Path, window: int) -> dict[str, Any]:
+    """The ``sequence`` entry of dataset.json: the FASTA's identity and the window, after checking
+    that every gene's chromosome is in the FASTA (one line naming the first gene that is not)."""
+    from epx.errors import InputFileError
+    from epx.io.fasta import Reference
+    from epx.sequence.windows import fasta_fingerprint, window_starts
+
+    with Reference(fasta) as ref:
+        chroms = genes["chrom"].to_numpy(object)
+        present = {c: ref.has(c) for c in pd.unique(chroms)}
+        absent = np.array([not present[c] for c in chroms])
+        if absent.any():
+            i = int(np.flatnonzero(absent)[0])
+            missing = sorted({c for c, ok in present.items() if not ok}, key=chrom_sort_key)
+            have = ref.chroms
+            raise InputFileError(
+                f"gene {genes['gene_id'].iat[i]!r} is on {chroms[i]}, which this FASTA lacks ({int(absent.sum()):,} "
+                f"gene(s) on {', '.join(missing[:3])}{'...' if len(missing) > 3 else ''}; the FASTA has "
+                f"{', '.join(have[:5])}{'...' if len(have) > 5 else ''}); give the genome the gene table is on, "
+                "or leave those genes out", path=fasta)
+        length = np.array([ref.length(c) for c in chroms], dtype=np.int64)
+    start = window_starts(genes["tss"].to_numpy(np.int64), window)
+    padded = int(((start < 0) | (start + window > length)).sum())
+    identity = fasta_fingerprint(fasta)
+    return {"fasta": identity.pop("path"), **identity, "window": int(window),
+            "tss_index": int(window // 2), "padded_genes": padded,
+            "strand": "forward reference strand for every gene (minus-strand genes are not reverse-complemented)",
+            "encoding": "one-hot A, C, G, T; N and other codes all zero; built from the FASTA per batch"}
+
+
+def _write_sequence_only(tmp: Path, inputs: Any, cells: list[str], params: FeaturizeParams, build: str | None,
+                         fingerprint: dict[str, Any], sequence: dict[str, Any]) -> None:
+    """A dataset with a reference and labels, no tracks: what sequence models read."""
+    gene_table = inputs.genes
+    meta: dict[str, Any] = {
+        "kind": "featurize",
+        "chroms": sorted(set(gene_table["chrom"]), key=chrom_sort_key),
+        "cell_lines": cells,
+        "assays": [],
+        "features": [],
+        "params": {**asdict(params), "build": build},
+        "fingerprint": fingerprint,
+        "tracks": [],
+        "inputs": {"tabular": False, "binned": False, "sequence": True},
+        "sequence": sequence,
+    }
+    write_dataset(tmp, genes=gene_table, labels=inputs.labels, meta=meta)
 
 
 def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
@@ -423,7 +528,7 @@ def _region_input(regions: pd.DataFrame, params: FeaturizeParams) -> Any:
 
 def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: FeaturizeParams, build: str | None,
                        fingerprint: dict[str, Any], workers: int | None, progress: bool,
-                       pair_files: dict[str, Path] | None = None):
+                       pair_files: dict[str, Path] | None = None, sequence: dict[str, Any] | None = None):
     """Run every track job (each writes its bins into the dataset's memory-mapped arrays), then
     assemble and normalise the features and write the remaining dataset files into ``tmp``."""
     gene_table = inputs.genes
@@ -542,6 +647,9 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
         }
         regions.to_parquet(tmp / "regions.parquet", index=False)
         region_summary = {"regions": int(len(regions)), "genes": n_with}
+    if sequence is not None:
+        meta["sequence"] = sequence
+        meta["inputs"] = {"tabular": True, "binned": bool(specs), "sequence": True}
     label_table = inputs.labels
     write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised, features_raw=raw,
                   binned=bool(specs))

@@ -76,6 +76,9 @@ def training_inputs(config: dict[str, Any]) -> dict[str, Any]:
 def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
     """Refuse, naming the first difference, a dataset the run's models cannot read."""
     kind = config.get("input_kind", "tabular")
+    if kind == "sequence":
+        _check_sequence(run_dir, config, ds)
+        return
     if kind not in ("tabular", "binned"):
         raise PluginError(f"run {run_dir} reads {kind} inputs, which a dataset directory does not provide yet")
     if kind not in ds.input_kinds:
@@ -119,6 +122,17 @@ def check_compatible(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None
         if missing:
             raise DatasetError(f"lacks feature {missing[0]!r} that run {run_dir} was trained on "
                                f"({len(missing)} of {len(config['features'])} missing)", path=ds.path)
+
+
+def _check_sequence(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
+    """A sequence run needs a dataset with a reference of the window it was trained on."""
+    window = (config.get("sequence") or {}).get("window")
+    if not ds.has_sequence:
+        raise DatasetError(f"has no reference sequence, and run {run_dir} reads DNA; featurize the new data with "
+                           f"--fasta REF --sequence-window {window or 'L'}", path=ds.path)
+    if window is not None and int(window) != ds.sequence_window:
+        raise DatasetError(f"was featurized with --sequence-window {ds.sequence_window}, run {run_dir} with {window}; "
+                           f"featurize the new data with --sequence-window {window}", path=ds.path)
 
 
 def _check_regions(run_dir: Path, config: dict[str, Any], ds: Dataset) -> None:
@@ -191,7 +205,10 @@ class _RowInputs:
         self.ds, self.rows = ds, rows
         self.kind = config.get("input_kind", "tabular")
         self.gene_pos = ds.gene_index(rows["gene_id"])
-        if self.kind == "tabular":
+        if self.kind == "sequence":  # windows built from the FASTA per chunk; nothing to normalise
+            self.names = ["A", "C", "G", "T"]
+            self.X = ds.sequence_rows(self.gene_pos)
+        elif self.kind == "tabular":
             self.names = list(config["features"])
             cells = sorted(set(rows["cell_line"]))
             if basis is None:
@@ -225,6 +242,8 @@ class _RowInputs:
 
     def chunk(self, start: int, stop: int) -> FoldData:
         rows = self.rows.iloc[start:stop].reset_index(drop=True)
+        if self.kind == "sequence":
+            return FoldData(X=self.X.take(slice(start, stop)), y=None, rows=rows, feature_names=list(self.names))
         if self.kind == "tabular":
             return FoldData(X=self.X[start:stop], y=None, rows=rows, feature_names=list(self.names))
         part = slice(start, stop)
@@ -271,7 +290,8 @@ def predict(run_dir: str | Path, dataset: str | Path, output: str | Path, *, cel
         "cell_line": np.repeat(chosen, len(genes)),
         "chrom": np.tile(genes["chrom"].to_numpy(), len(chosen)),
     })
-    inputs = _RowInputs(ds, rows, config, _normalisation_basis(run_dir, ds))
+    basis = None if config.get("input_kind") == "sequence" else _normalisation_basis(run_dir, ds)
+    inputs = _RowInputs(ds, rows, config, basis)
     model_cls = spec.load_class()
     groups = _fold_members(run_dir)
     # every fold model is loaded (and so checked) before anything is written or shown

@@ -43,6 +43,7 @@ from epx.metrics import evaluate, mean_sd
 from epx.models.contract import FoldData
 from epx.models.plugins import ModelSpec, get_spec
 from epx.outputs import atomic_dir, check_output, refuse_overlap
+from epx.sequence.windows import SequenceRows
 from epx.split import ALL_CELLS, Fold, expand_cells, iter_folds, make_split, validate_split
 
 TASK_OF_TARGET = {"raw": "regression", "log1p": "regression", "rank": "rank", "nonzero": "binary", "binary": "binary"}
@@ -242,6 +243,11 @@ class _Inputs:
             if regions and ds.has_regions:
                 st = {n: stats(n) for n in self.bins} if stats is not None else None
                 self.regions = ds.region_view(gene_pos, cell_pos, self.feature_names, list(self.bins), st)
+        elif input_kind == "sequence":
+            # one-hot reference windows, built from the FASTA per batch (a gene's window is the same
+            # in every cell line: the rows tell a model which cell line each one is)
+            self.feature_names = ["A", "C", "G", "T"]
+            self.X = ds.sequence_rows(gene_pos)
         else:
             raise PluginError(f"input kind {input_kind!r} is not available from a dataset directory yet")
 
@@ -260,7 +266,7 @@ class _Inputs:
 
     def fold_data(self, idx: np.ndarray, with_targets: bool, target: str) -> FoldData:
         t = self.targets(idx, target) if with_targets else {}
-        X = self.X.take(idx) if isinstance(self.X, BinnedRows) else self.X[idx]
+        X = self.X.take(idx) if isinstance(self.X, (BinnedRows, SequenceRows)) else self.X[idx]
         bins = {name: view.take(idx) for name, view in self.bins.items()}
         if bins:
             X = next(iter(bins.values()))
@@ -311,7 +317,9 @@ def train(
     spec = get_spec(options.model)
     if spec.input_kind not in ds.input_kinds:
         how = {"binned": "re-run epx featurize without --no-bins (or epx import deepchrome) to add binned tracks",
-               "tabular": "re-run epx featurize to add tabular features"}.get(spec.input_kind, "")
+               "tabular": "re-run epx featurize to add tabular features",
+               "sequence": "record a reference genome with epx featurize --fasta REF --sequence-window L"
+               }.get(spec.input_kind, "")
         raise PluginError(f"model {spec.name!r} needs {spec.input_kind} input, but dataset {ds.path} has only "
                           f"{', '.join(ds.input_kinds) or 'no model inputs'}" + (f"; {how}" if how else ""))
     target = options.target or default_target(spec)
@@ -323,6 +331,8 @@ def train(
     unknown = [c for c in [*options.train_cells, *options.predict_cells] if c not in ds.cell_lines]
     if unknown:
         raise EpxError(f"cell line(s) {', '.join(unknown)} are not in the dataset (it has {', '.join(ds.cell_lines)})")
+    if options.assays and spec.input_kind == "sequence":
+        raise EpxError(f"--assays chooses tracks; model {spec.name!r} reads reference sequence, not tracks")
     unknown = [a for a in options.assays if a not in ds.assays]
     if unknown:
         raise EpxError(f"assay {unknown[0]!r} is not in the dataset (it has {', '.join(ds.assays)})", path=ds.path)
@@ -395,6 +405,10 @@ def train(
             "geometries": geometries, "regions": inp.regions is not None,
             "region_params": {k: ds.meta["regions"][k] for k in ("max_regions", "max_region_width")}
             if inp.regions is not None else None,
+            # sequence models: the reference window they were trained on (epx predict checks it)
+            "sequence": {"window": ds.sequence_window, "fasta": ds.meta["sequence"]["fasta"],
+                         "sample_blake2b": ds.meta["sequence"].get("sample_blake2b")}
+            if spec.input_kind == "sequence" else None,
         }
         (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         split.to_csv(tmp / "split.tsv", sep="\t", index=False)
