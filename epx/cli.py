@@ -659,7 +659,7 @@ def personalize(
     samples: Annotated[list[str] | None, typer.Option("--samples", help="Only these individuals (comma-separated or repeated).", metavar="IDS")] = None,
     chroms: Annotated[str | None, typer.Option("--chroms", help="Only genes on these chromosomes.", metavar="CHROMS")] = None,
     model: Annotated[str, typer.Option("--model", help="Sequence model plugin (epx.predictors).", metavar="NAME")] = "enformer",
-    weights: Annotated[Path | None, typer.Option("--weights", help="Model weights (a directory or checkpoint); default $EPX_ENFORMER_WEIGHTS, then ~/.cache/epx/enformer.", metavar="PATH")] = None,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Model weights (a directory or checkpoint); default $EPX_ENFORMER_WEIGHTS, then ~/.cache/epx/enformer.", metavar="DIR")] = None,
     tracks: Annotated[list[str] | None, typer.Option("--track", help="Output track by index or name (e.g. 'CAGE:liver'); repeatable.", metavar="TRACK")] = None,
     targets: Annotated[Path | None, typer.Option("--targets", help="The model's track list (targets_human.txt) to pick tracks by name.", metavar="FILE")] = None,
     center_bins: Annotated[int, typer.Option("--center-bins", min=1, help="Output bins around the TSS summed per track.", metavar="N")] = 3,
@@ -673,8 +673,11 @@ def personalize(
     variant_effects: Annotated[bool, typer.Option("--variant-effects", help="Also predict each variant alone against the reference (delta at the TSS).")] = False,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds over individuals for the evaluation.", metavar="K")] = 5,
     seed: Annotated[int, typer.Option("--seed", metavar="N", help="Seed of the folds over individuals.")] = 0,
+    en_alphas: Annotated[int, typer.Option("--en-alphas", min=2, help="Penalties on the elastic net's path (glmnet's default 100; fewer is faster).", metavar="N")] = 100,
+    inner_folds: Annotated[int, typer.Option("--inner-folds", min=2, help="Inner folds choosing the elastic net's penalty and nesting the stack's inputs.", metavar="K")] = 5,
+    cis_window: Annotated[int, typer.Option("--cis-window", min=1, help="Variants within this many bp of the TSS feed the elastic net (PrediXcan: 1 Mb).", metavar="BP")] = 1_000_000,
     allow_missing_individuals: Annotated[bool, typer.Option("--allow-missing-individuals", help="Evaluate without the expression individuals that have no genotypes (default: an error).")] = False,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Prediction cache (SQLite) shared by runs; default ~/.cache/epx/personalize.sqlite.", metavar="PATH")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Prediction cache (SQLite) shared by runs; default ~/.cache/epx/personalize.sqlite.", metavar="FILE")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Keep predictions in memory only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
 ) -> None:
@@ -696,7 +699,8 @@ def personalize(
         samples=_split_list(samples) or None, chroms=_split_list([chroms]) if chroms else None, model=model,
         model_options=model_options, window=window, sequences_only=sequences_only, write_sequences=write_sequences,
         unphased=unphased, ref_mismatch=ref_mismatch, variant_effects=variant_effects, folds=folds, seed=seed,
-        allow_missing_individuals=allow_missing_individuals, cache=cache, use_cache=not no_cache, force=force)
+        allow_missing_individuals=allow_missing_individuals, cis_window=cis_window, en_alphas=en_alphas,
+        inner_folds=inner_folds, cache=cache, use_cache=not no_cache, force=force)
     s = run_personalize(options)
     rows = [["genes x individuals", f"{s['genes']:,} x {s['individuals']:,}"], ["window", f"{s['window']:,} bp"],
             ["variants", f"{s['variants']:,}"],

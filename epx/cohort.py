@@ -570,6 +570,66 @@ def gene_inputs(expression: pd.DataFrame, predictions: pd.DataFrame,
                          variant_ids=list(variant_ids), dosages=matrix[rows])
 
 
+class CohortEvaluator:
+    """:func:`evaluate_cohort` one gene at a time, so a cohort's dosages (a +-1 Mb window of a
+    whole-genome VCF holds tens of thousands of variants per gene) never all sit in memory:
+    ``add`` scores a gene as soon as its predictions exist and keeps only the scores."""
+
+    def __init__(self, expression: pd.DataFrame, samples: Sequence[str], *, k: int = 5, seed: int = 0,
+                 inner_k: int = 5, l1_ratio: float = 0.5, n_alphas: int = 100, min_individuals: int = 20,
+                 allow_missing: bool = False):
+        self.expression = expression
+        self.samples = list(samples)
+        self.seed = seed
+        self.k = k
+        self.min_individuals = min_individuals
+        self.options = {"inner_k": inner_k, "l1_ratio": l1_ratio, "n_alphas": n_alphas}
+        self.check = check_individuals(list(expression.columns), self.samples, allow_missing=allow_missing)
+        self.folds = individual_folds(self.check.kept, k, seed)
+        self.done: list[tuple[GeneInputs, tuple[dict[str, Any], dict[str, np.ndarray], pd.DataFrame]]] = []
+        self.too_few: list[str] = []
+        self.predicted: set[str] = set()
+        self.tracks: list[str] = []
+        self.first_predicted: str | None = None
+
+    def inputs(self, predictions: pd.DataFrame,
+               dosages: Mapping[str, tuple[Sequence[str], np.ndarray]]) -> list[GeneInputs]:
+        """Align (see :func:`gene_inputs`) and sort out genes with too few individuals."""
+        self.predicted |= set(predictions["gene_id"].astype(str).map(strip_version))
+        self.first_predicted = self.first_predicted or next(iter(predictions["gene_id"].astype(str)), None)
+        self.tracks = _prediction_columns(predictions)[0]
+        need = max(self.min_individuals, 2 * self.k)
+        out = []
+        for g in gene_inputs(self.expression, predictions, dosages, self.samples, self.folds):
+            (out if len(g.y) >= need else self.too_few).append(g if len(g.y) >= need else g.gene_id)
+        return out
+
+    def add(self, predictions: pd.DataFrame, dosages: Mapping[str, tuple[Sequence[str], np.ndarray]]) -> None:
+        """Score the genes of ``predictions`` (usually one) now."""
+        for g in self.inputs(predictions, dosages):
+            self.done.append((g, evaluate_gene(g, self.seed, **self.options)))
+
+    def result(self) -> CohortResult:
+        if not self.done:
+            shared = self.predicted & set(self.expression.index)
+            raise CohortError("no gene to evaluate: " + (
+                f"{len(self.too_few)} gene(s) have fewer than {self.min_individuals} individuals with expression"
+                if shared else f"no predicted gene is in the expression table (e.g. predicted "
+                f"{self.first_predicted or '?'}, expression {next(iter(self.expression.index), '?')})"))
+        per_gene = pd.DataFrame([row for _, (row, _, _) in self.done])
+        heldout = pd.concat([pd.DataFrame({"gene_id": g.gene_id, "individual": g.individuals, "fold": g.folds,
+                                           "expression": g.y, **preds}) for g, (_, preds, _) in self.done],
+                            ignore_index=True)
+        weights = pd.concat([w for _, (_, _, w) in self.done], ignore_index=True)
+        config = {"k": self.k, "seed": self.seed, **self.options, "min_individuals": self.min_individuals,
+                  "n_individuals": len(self.check.kept), "individuals_without_genotypes": len(self.check.missing),
+                  "genes_predicted": len(self.predicted),
+                  "genes_without_expression": len(self.predicted - set(self.expression.index)),
+                  "genes_too_few_individuals": len(self.too_few), "tracks": self.tracks}
+        return CohortResult(per_gene=per_gene, summary=summarize(per_gene, config), heldout=heldout,
+                            weights=weights, folds=self.folds)
+
+
 def evaluate_cohort(expression: pd.DataFrame, predictions: pd.DataFrame,
                     dosages: Mapping[str, tuple[Sequence[str], np.ndarray]], *, samples: Sequence[str],
                     k: int = 5, seed: int = 0, inner_k: int = 5, l1_ratio: float = 0.5, n_alphas: int = 100,
@@ -581,38 +641,17 @@ def evaluate_cohort(expression: pd.DataFrame, predictions: pd.DataFrame,
     ``dosages``: per gene, ``(variant_ids, (len(samples), n_var) matrix)``; ``samples``: the
     genotype samples in the matrices' row order. Genes with fewer than ``min_individuals``
     individuals with expression are skipped (counted in the summary)."""
-    check = check_individuals(list(expression.columns), samples, allow_missing=allow_missing)
-    folds = individual_folds(check.kept, k, seed)
-    inputs = list(gene_inputs(expression, predictions, dosages, samples, folds))
-    too_few = [g.gene_id for g in inputs if len(g.y) < max(min_individuals, 2 * k)]
-    inputs = [g for g in inputs if len(g.y) >= max(min_individuals, 2 * k)]
-    if not inputs:
-        shared = set(predictions["gene_id"].astype(str).map(strip_version)) & set(expression.index)
-        raise CohortError("no gene to evaluate: " + (f"{len(too_few)} gene(s) have fewer than {min_individuals} "
-                          "individuals with expression" if shared else
-                          f"no predicted gene is in the expression table (e.g. predicted "
-                          f"{next(iter(predictions['gene_id']), '?')}, expression {next(iter(expression.index), '?')})"))
-    options = {"inner_k": inner_k, "l1_ratio": l1_ratio, "n_alphas": n_alphas}
+    ev = CohortEvaluator(expression, samples, k=k, seed=seed, inner_k=inner_k, l1_ratio=l1_ratio,
+                         n_alphas=n_alphas, min_individuals=min_individuals, allow_missing=allow_missing)
+    inputs = ev.inputs(predictions, dosages)
     if n_jobs == 1:
-        done = [evaluate_gene(g, seed, **options) for g in inputs]
+        done = [evaluate_gene(g, seed, **ev.options) for g in inputs]
     else:
         from joblib import Parallel, delayed
 
-        done = Parallel(n_jobs=n_jobs)(delayed(evaluate_gene)(g, seed, **options) for g in inputs)
-    per_gene = pd.DataFrame([row for row, _, _ in done])
-    heldout = pd.concat([pd.DataFrame({"gene_id": g.gene_id, "individual": g.individuals, "fold": g.folds,
-                                       "expression": g.y, **preds}) for g, (_, preds, _) in zip(inputs, done, strict=True)],
-                        ignore_index=True)
-    weights = pd.concat([w for _, _, w in done], ignore_index=True)
-    predicted = set(predictions["gene_id"].astype(str).map(strip_version))
-    config = {"k": k, "seed": seed, "inner_k": inner_k, "l1_ratio": l1_ratio, "n_alphas": n_alphas,
-              "min_individuals": min_individuals, "n_individuals": len(check.kept),
-              "individuals_without_genotypes": len(check.missing),
-              "genes_predicted": len(predicted), "genes_without_expression": len(predicted - set(expression.index)),
-              "genes_too_few_individuals": len(too_few),
-              "tracks": _prediction_columns(predictions)[0]}
-    return CohortResult(per_gene=per_gene, summary=summarize(per_gene, config), heldout=heldout,
-                        weights=weights, folds=folds)
+        done = Parallel(n_jobs=n_jobs)(delayed(evaluate_gene)(g, seed, **ev.options) for g in inputs)
+    ev.done = list(zip(inputs, done, strict=True))
+    return ev.result()
 
 
 def summarize(per_gene: pd.DataFrame, config: Mapping[str, Any] | None = None) -> dict[str, Any]:

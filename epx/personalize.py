@@ -68,6 +68,9 @@ class PersonalizeOptions:
     folds: int = 5
     seed: int = 0
     allow_missing_individuals: bool = False
+    cis_window: int = 1_000_000
+    en_alphas: int = 100
+    inner_folds: int = 5
     cache: Path | None = None
     use_cache: bool = True
     force: bool = False
@@ -214,8 +217,8 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
         raise EpxError("--variant-effects needs a model; drop --sequences-only")
     if options.expression is not None and options.sequences_only:
         raise EpxError("--expression evaluates predictions; drop --sequences-only")
-    if options.folds < 2:
-        raise EpxError(f"--folds must be at least 2, got {options.folds}")
+    if options.folds < 2 or options.inner_folds < 2:
+        raise EpxError(f"--folds and --inner-folds must be at least 2, got {options.folds} and {options.inner_folds}")
     inputs = [p for p in (options.genes, options.fasta, options.vcf, options.expression) if p is not None]
     if options.output is not None:
         check_output(options.output, options.force, "personalize")
@@ -275,7 +278,15 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
         hap_values: list[np.ndarray] = []  # per gene (samples, 2, outputs)
         ref_values: list[np.ndarray] = []
         effects: list[dict[str, Any]] = []
-        dosages: dict[str, tuple[list[str], np.ndarray]] = {}
+        evaluator = None
+        if expression is not None and predictor is not None:
+            from epx.cohort import CohortEvaluator
+
+            evaluator = CohortEvaluator(expression, [s for s in samples if s in set(expression.columns)],
+                                        k=options.folds, seed=options.seed, inner_k=options.inner_folds,
+                                        n_alphas=options.en_alphas, allow_missing=options.allow_missing_individuals)
+            position = {s: i for i, s in enumerate(samples)}
+            eval_rows = np.array([position[s] for s in evaluator.samples], dtype=np.int64)
         sequences = stack.enter_context(_sequence_sink(options.write_sequences, options.force))
         started = time.perf_counter()
         with console.progress(options.progress) as bar:
@@ -297,8 +308,9 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
                     hap_values.append(values[gh.index])
                     if options.variant_effects:
                         effects.extend(_variant_effects(gh, builder, predictions, values[0], names))
-                if expression is not None:
-                    dosages[gh.gene_id] = (gh.dosage_ids, gh.dosage)
+                if evaluator is not None:
+                    _evaluate_gene(evaluator, gh, genotypes, names, values[gh.index][eval_rows], eval_rows,
+                                   options.cis_window)
                 bar.advance(task)
         builder.finish()
         elapsed = time.perf_counter() - started
@@ -339,9 +351,12 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
                 pd.DataFrame(effects, columns=["gene_id", "variant_id", "chrom", "pos", "ref", "alt", "output",
                                                "ref_value", "alt_value", "delta"]).to_csv(
                     out / "variant_effects.tsv", sep="\t", index=False)
-            if expression is not None:
-                summary["evaluation"] = _evaluate(out, expression, genes, samples, names, hap_values, dosages,
-                                                  options)
+            if evaluator is not None:
+                from epx.cohort import write_cohort_report
+
+                result = evaluator.result()
+                write_cohort_report(result, out)
+                summary["evaluation"] = result.summary
             (out / "personalize.json").write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
         return summary
 
@@ -398,22 +413,18 @@ def _write_predictions(out: Path, genes: pd.DataFrame, samples: list[str], names
                   "value": ref.reshape(-1)}).to_csv(out / "reference.tsv", sep="\t", index=False, float_format="%.6g")
 
 
-def _evaluate(out: Path, expression: pd.DataFrame, genes: pd.DataFrame, samples: list[str], names: list[str],
-              hap_values: list[np.ndarray], dosages: dict[str, tuple[list[str], np.ndarray]],
-              options: PersonalizeOptions) -> dict[str, Any]:
-    from epx.cohort import evaluate_cohort, write_cohort_report
+def _evaluate_gene(evaluator: Any, gh: GeneHaplotypes, genotypes: Any, names: list[str], hap: np.ndarray,
+                   rows: np.ndarray, cis_window: int) -> None:
+    """Score one gene now: Enformer's outputs (haplotype mean) for the evaluated individuals and
+    the genotype dosages within ``cis_window`` bp of the TSS (PrediXcan's cis window), then drop
+    the dosages."""
+    from epx.sequence.haplotypes import dosage_matrix
 
-    values = np.stack(hap_values).mean(axis=2)  # (genes, samples, outputs)
-    frames = []
-    gene_ids = genes["gene_id"].astype(str).tolist()
-    for g, gene_id in enumerate(gene_ids):
-        frame = pd.DataFrame(values[g], columns=names)
-        frame.insert(0, "individual", samples)
-        frame.insert(0, "gene_id", gene_id)
-        frame["enformer"] = values[g].mean(axis=1)
-        frames.append(frame)
-    predicted = pd.concat(frames, ignore_index=True)
-    result = evaluate_cohort(expression, predicted, dosages, samples=samples, k=options.folds, seed=options.seed,
-                             allow_missing=options.allow_missing_individuals)
-    write_cohort_report(result, out)
-    return result.summary
+    values = hap.mean(axis=1)  # (individuals, outputs)
+    frame = pd.DataFrame(values, columns=names)
+    frame.insert(0, "individual", evaluator.samples)
+    frame.insert(0, "gene_id", gh.gene_id)
+    frame["enformer"] = values.mean(axis=1)
+    block = genotypes.query(gh.chrom, max(gh.tss - cis_window, 0), gh.tss + cis_window + 1)
+    ids, matrix = dosage_matrix(block, rows)
+    evaluator.add(frame, {gh.gene_id: (ids, matrix)})

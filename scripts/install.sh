@@ -75,10 +75,10 @@ pip_install -e ".${extras}" -e plugins/epx-example -e plugins/epx-lgbm
 # The neural models need torch: installed only when torch is there, so pip never resolves torch
 # itself (PyPI's default build pulls multi-GB CUDA libraries).
 if "$PY" -c "import torch" >/dev/null 2>&1; then
-  step "installing the plugin epx-torch (cnn, bilstm-attn, bilstm-transformer, hybrid, transformer)"
-  pip_install -e plugins/epx-torch
+  step "installing the plugins epx-torch (cnn, bilstm-attn, bilstm-transformer, hybrid, transformer, chromoformer) and epx-enformer (epx personalize, enformer)"
+  pip_install -e plugins/epx-torch -e plugins/epx-enformer
 else
-  echo "install.sh: warning: torch is not installed, so the neural models (plugin epx-torch) are not either" >&2
+  echo "install.sh: warning: torch is not installed, so the neural models and Enformer (plugins epx-torch, epx-enformer) are not either" >&2
 fi
 if [ "$PY" = .venv/bin/python ]; then
   step "done: '. .venv/bin/activate' puts epx on your PATH"

@@ -20,6 +20,16 @@ def pytest_collection_modifyitems(config, items):
     if os.environ.get("EPX_REQUIRE_SHARED_DATA") and importlib.util.find_spec("torch") is None:
         raise pytest.UsageError("torch is not installed but EPX_REQUIRE_SHARED_DATA is set: the epx-torch tests "
                                 "would skip silently (scripts/install.sh installs it)")
+    if os.environ.get("EPX_REQUIRE_SHARED_DATA"):
+        import shutil
+
+        if importlib.util.find_spec("epx_enformer") is None:
+            raise pytest.UsageError("plugins/epx-enformer is not installed but EPX_REQUIRE_SHARED_DATA is set: the "
+                                    "personalize tests would skip silently (scripts/install.sh installs it)")
+        absent = [t for t in ("bcftools", "bgzip", "tabix") if shutil.which(t) is None]
+        if absent:
+            raise pytest.UsageError(f"{', '.join(absent)} not found but EPX_REQUIRE_SHARED_DATA is set: the haplotype "
+                                    "tests would skip silently (scripts/install.sh installs them)")
     if SHARED.is_dir():
         return
     if os.environ.get("EPX_REQUIRE_SHARED_DATA"):

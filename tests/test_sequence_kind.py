@@ -329,3 +329,34 @@ def test_unlabelled_reference_dataset_for_prediction(run, kmer_run, study, tmp_p
     table = pd.read_parquet(out / "predictions.parquet")
     assert set(table["cell_line"]) == {"X9"} and len(table) == sum(CHROMS.values())
     assert not (out / "metrics.json").exists()
+
+
+def test_enformer_head_beside_kmer_ridge_on_one_split(kmer_run, dataset, tmp_path):
+    """The Enformer backend (tiny random weights, written in the real layout) trains on the same
+    dataset and split file as kmer-ridge; its reference windows are re-read at the model's own
+    length and land in the prediction cache `epx personalize` uses; `epx report` ranks both."""
+    pytest.importorskip("epx_enformer", reason="plugins/epx-enformer is installed by scripts/install.sh with torch")
+    import os
+    import sqlite3
+
+    from epx_enformer.tiny import write_tiny_enformer
+    from typer.testing import CliRunner
+
+    from epx.cli import app
+
+    weights = write_tiny_enformer(tmp_path / "tiny")
+    runner = CliRunner()
+    out = tmp_path / "enformer-run"
+    result = runner.invoke(app, ["train", str(dataset), "--model", "enformer", "--split", str(kmer_run / "split.tsv"),
+                                 "--target", "log1p", "-p", f"weights={weights}", "-p", "device=cpu",
+                                 "-o", str(out)], catch_exceptions=False)
+    assert result.exit_code == 0, result.stderr
+    oof = pd.read_parquet(out / "oof.parquet")
+    assert len(oof) == sum(CHROMS.values()) and np.isfinite(oof["y_pred"]).all()
+    cache = os.path.join(os.environ["XDG_CACHE_HOME"], "epx", "personalize.sqlite")
+    with sqlite3.connect(cache) as db:
+        assert db.execute("SELECT COUNT(*) FROM outputs").fetchone()[0] >= sum(CHROMS.values())
+    report = runner.invoke(app, ["report", str(kmer_run), str(out), "--format", "tsv"], catch_exceptions=False)
+    assert report.exit_code == 0, report.stderr
+    entries = {line.split("\t")[2] for line in report.stdout.splitlines()[1:]}
+    assert {kmer_run.name, out.name} <= entries, entries  # both runs scored on the same genes

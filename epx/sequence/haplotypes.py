@@ -216,6 +216,25 @@ class HaplotypeStats:
     mismatches: list[str] = field(default_factory=list)
 
 
+def dosage_matrix(block: VariantBlock, rows: np.ndarray | None = None) -> tuple[list[str], np.ndarray]:
+    """ALT-allele counts (samples ``rows`` x sequence alleles) of a block, one column per ALT of a
+    multi-allelic site (``ID>ALT``); NaN where a call is missing (the elastic net imputes it)."""
+    gt = block.gt if rows is None else block.gt[:, rows]
+    cols: list[np.ndarray] = []
+    ids: list[str] = []
+    missing = (gt < 0).any(axis=2)  # (variants, samples)
+    for i, alts in enumerate(block.alts):
+        for a, alt in enumerate(alts, start=1):
+            if not _usable(alt):
+                continue
+            col = (gt[i] == a).sum(axis=1).astype(np.float32)
+            col[missing[i]] = np.nan
+            cols.append(col)
+            ids.append(block.ids[i] if len(alts) == 1 else f"{block.ids[i]}>{alt}")
+    n = gt.shape[1]
+    return ids, (np.stack(cols, axis=1) if cols else np.zeros((n, 0), np.float32))
+
+
 class HaplotypeBuilder:
     """Builds :class:`GeneHaplotypes` for genes from a reference and a genotype source."""
 

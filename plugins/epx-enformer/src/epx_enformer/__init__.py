@@ -36,6 +36,7 @@ spec = ModelSpec(
         "hidden": 64,
         "epochs": 300,
         "lr": 0.01,
+        "cache": "",
     },
     param_help={
         "weights": "Enformer weights: a from_pretrained directory or an epx-enformer .pt checkpoint "
@@ -45,6 +46,7 @@ spec = ModelSpec(
                   "when a targets file names them, else all",
         "center_bins": "sum each track over this many 128 bp output bins around the TSS",
         "batch_size": "windows per Enformer forward pass",
+        "cache": "prediction cache shared with epx personalize (empty: ~/.cache/epx/personalize.sqlite; 'none': memory only)",
         "device": "auto (cuda when present), cpu, cuda or cuda:N (an error without a GPU)",
         "head": "ridge (closed form; L2 logistic for binary) or mlp (one hidden layer)",
         "alpha": "L2 penalty of the ridge/logistic head on standardised features (mlp: weight decay alpha x 1e-3)",

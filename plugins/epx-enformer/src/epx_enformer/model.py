@@ -96,24 +96,60 @@ class EnformerHead:
             self._predictor = pred
         return self._predictor
 
+    def _disk_cache(self, fingerprint: str):
+        """The prediction cache ``epx personalize`` uses (same keys: the window's sequence), so a
+        gene's reference window is predicted once across runs, folds and commands."""
+        from epx.io.fasta import cache_dir
+        from epx.sequence.cache import PredictionCache
+
+        where = str(self.params.get("cache") or "")
+        if where.lower() == "none":
+            return PredictionCache(None, fingerprint)
+        return PredictionCache(Path(where) if where else cache_dir() / "personalize.sqlite", fingerprint)
+
     def features(self, data: FoldData) -> np.ndarray:
-        """(rows, tracks) Enformer outputs, computed once per distinct window."""
+        """(rows, tracks) Enformer outputs, computed once per distinct window.
+
+        A dataset's lazy windows (:class:`epx.sequence.windows.SequenceRows`) are re-read at the
+        model's own length (real flanking sequence, not padding) and looked up in the shared disk
+        cache by sequence; other inputs are cropped or N-padded and cached in memory."""
         pred = self.predictor()
+        X = data.X
+        if hasattr(X, "resize") and hasattr(X, "sequences") and int(X.shape[1]) != int(pred.window):
+            X = X.resize(int(pred.window))
         genes = data.rows["gene_id"].astype(str).to_numpy()
         _, first, inverse = np.unique(genes, return_index=True, return_inverse=True)
         per_gene = np.empty((len(first), len(pred.tracks)), dtype=np.float32)
         batch = max(int(pred.batch_size), 1) * 8
         order = np.argsort(first)  # read the rows in their stored order
-        for start in range(0, len(order), batch):
-            sel = order[start:start + batch]
-            x = fit_to_window(_take(data.X, first[sel]), pred.window)
-            keys = [(pred.fingerprint, hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()) for w in x]
-            todo = [i for i, k in enumerate(keys) if k not in _FEATURES]
-            if todo:
-                out = pred.predict(x[todo])
-                for i, row in zip(todo, out, strict=True):
-                    _FEATURES[keys[i]] = row
-            per_gene[sel] = np.stack([_FEATURES[k] for k in keys])
+        disk = self._disk_cache(pred.fingerprint) if hasattr(X, "sequences") else None
+        try:
+            for start in range(0, len(order), batch):
+                sel = order[start:start + batch]
+                if disk is not None:
+                    from epx.sequence.cache import window_digest
+
+                    digests = [window_digest(w) for w in X.sequences(first[sel])]
+                    cached = [disk.get(d) for d in digests]
+                    todo = [i for i, c in enumerate(cached) if c is None]
+                    if todo:
+                        out = pred.predict(np.asarray(X[first[sel][todo]], dtype=np.float32))
+                        disk.put_many((digests[i], row) for i, row in zip(todo, out, strict=True))
+                        for i, row in zip(todo, out, strict=True):
+                            cached[i] = row
+                    per_gene[sel] = np.stack(cached)
+                    continue
+                x = fit_to_window(_take(X, first[sel]), pred.window)
+                keys = [(pred.fingerprint, hashlib.sha256(np.ascontiguousarray(w).tobytes()).hexdigest()) for w in x]
+                todo = [i for i, k in enumerate(keys) if k not in _FEATURES]
+                if todo:
+                    out = pred.predict(x[todo])
+                    for i, row in zip(todo, out, strict=True):
+                        _FEATURES[keys[i]] = row
+                per_gene[sel] = np.stack([_FEATURES[k] for k in keys])
+        finally:
+            if disk is not None:
+                disk.close()
         feats = per_gene[inverse.reshape(-1)]
         return np.log1p(np.maximum(feats, 0)) if self.params.get("log1p", True) else feats
 
