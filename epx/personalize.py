@@ -44,6 +44,9 @@ from epx.sequence.haplotypes import GeneHaplotypes, HaplotypeBuilder, apply_alle
 from epx.sequence.onehot import OneHotBuffer
 
 ENFORMER_WINDOW = 196_608
+# outputs kept per window and individual: Enformer's 638 CAGE tracks x 2 haplotypes x a cohort
+# would not fit in memory, and expression of one tissue needs that tissue's tracks
+MAX_OUTPUTS = 64
 FASTA_WIDTH = 60
 
 
@@ -211,6 +214,8 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
     """Run ``epx personalize``; returns the summary the CLI prints (also in personalize.json)."""
     if options.sequences_only and options.write_sequences is None:
         raise EpxError("--sequences-only writes the windows and stops: give --write-sequences FILE.fa")
+    if options.sequences_only and options.output is not None:
+        raise EpxError("--sequences-only writes only --write-sequences FILE.fa; drop -o (or --sequences-only)")
     if not options.sequences_only and options.output is None:
         raise EpxError("give -o OUT for the predictions (or --sequences-only with --write-sequences FILE.fa)")
     if options.variant_effects and options.sequences_only:
@@ -257,6 +262,11 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
                 raise EpxError(f"--window {window} differs from the model's input length {predictor.window}; "
                                "drop --window (it is for --sequences-only)")
             window = int(predictor.window)
+            if len(predictor.output_names) > MAX_OUTPUTS:
+                raise EpxError(
+                    f"the model gives {len(predictor.output_names):,} outputs per window; an individual's expression "
+                    f"needs the tissue's CAGE track(s): pick up to {MAX_OUTPUTS} with --track (a name such as "
+                    f"'CAGE:liver, adult', or an index), e.g. {predictor.output_names[0]!r}")
         window = window or ENFORMER_WINDOW
 
         builder = HaplotypeBuilder(reference, genotypes, window, unphased=options.unphased,
