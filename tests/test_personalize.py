@@ -177,3 +177,18 @@ def test_expression_individuals_without_genotypes(cohort, tmp_path):
     result = _run(cohort, tmp_path / "o", "--expression", str(path), "--en-alphas", "5")
     assert result.exit_code == 2 and "GHOST1" in result.output and "--allow-missing-individuals" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_an_interrupted_run_resumes_from_the_cache(cohort, tmp_path):
+    """What a first (partial) run predicted is never predicted again: a run over chr1 only, then
+    the whole cohort, predicts only chr2's windows the second time."""
+    cache = tmp_path / "cache.sqlite"
+    first = _run(cohort, tmp_path / "chr1", "--chroms", "chr1", cache=cache)
+    assert first.exit_code == 0, first.output
+    part = json.loads((tmp_path / "chr1" / "personalize.json").read_text())
+    whole = _run(cohort, tmp_path / "all", cache=cache)
+    assert whole.exit_code == 0, whole.output
+    done = json.loads((tmp_path / "all" / "personalize.json").read_text())
+    assert done["cache_hits"] >= part["windows_unique"]
+    assert done["windows_predicted"] == done["windows_unique"] - done["cache_hits"]
+    assert 0 < done["windows_predicted"] < done["windows_unique"]
