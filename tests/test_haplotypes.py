@@ -339,3 +339,76 @@ def test_force_replaces_only_epx_sequences(hg38_cohort, tmp_path):
     assert _cli(*args, "--write-sequences", str(ours)).exit_code == 0
     assert _cli(*args, "--write-sequences", str(ours)).exit_code == 2
     assert _cli(*args, "--write-sequences", str(ours), "--force").exit_code == 0
+
+
+# -- real-world VCF quirks (review of epx personalize) ----------------------------------------------
+
+
+@pytest.fixture
+def small_ref(tmp_path):
+    rng = random.Random(11)
+    chroms = {"chr1": random_reference(rng, 4000), "chrX": random_reference(rng, 3000)}
+    fasta = write_fasta(tmp_path / "ref.fa", chroms)
+    genes = tmp_path / "genes.tsv"
+    genes.write_text("gene_id\tgene_name\tchrom\tstart\tend\tstrand\ttss\n"
+                     "G1\tA\tchr1\t1000\t1500\t+\t1000\nGX\tX\tchrX\t1500\t1800\t+\t1500\n")
+    return tmp_path, chroms, fasta, genes
+
+
+def _raw_vcf(path: Path, body: str, samples: list[str], fmt: str = "GT") -> Path:
+    import subprocess
+
+    plain = path.with_suffix("")
+    plain.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=4000>\n##contig=<ID=chrX,length=3000>\n"
+                     '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+                     '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+                     "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples) + "\n" + body)
+    subprocess.run(["bgzip", "-f", str(plain)], check=True)
+    subprocess.run(["tabix", "-f", "-p", "vcf", str(path)], check=True)
+    return path
+
+
+def _snp(chroms: dict[str, str], chrom: str, pos: int) -> tuple[str, str]:
+    ref = chroms[chrom][pos - 1].upper()
+    return ref, "A" if ref != "A" else "C"
+
+
+def test_haploid_and_diploid_records_in_one_window(small_ref):
+    """chrX: a record where every selected sample is haploid beside a diploid one (PAR, or females
+    and males) used to crash stacking the genotype arrays (ValueError, exit 3)."""
+    d, chroms, fasta, genes = small_ref
+    r1, a1 = _snp(chroms, "chrX", 1501)
+    r2, a2 = _snp(chroms, "chrX", 1511)
+    vcf = _raw_vcf(d / "x.vcf.gz", f"chrX\t1501\t.\t{r1}\t{a1}\t.\tPASS\t.\tGT\t1\t0\n"
+                                    f"chrX\t1511\t.\t{r2}\t{a2}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["M", "F"])
+    builder = HaplotypeBuilder(Reference(fasta), VcfGenotypes(vcf), 101)
+    gh = builder.gene("GX", "chrX", 1499)
+    # TSS 1499 (0-based) at index 50: chrX:1501 is index 51, chrX:1511 index 61
+    m1, m2 = (gh.windows[gh.index[0, h]].decode().upper() for h in (0, 1))
+    assert m1[51] == m2[51] == a1  # haploid: the allele on both haplotypes
+    assert (m1[61], m2[61]) == (r2, a2)
+    f1, f2 = (gh.windows[gh.index[1, h]].decode().upper() for h in (0, 1))
+    assert (f1[51], f2[51], f1[61], f2[61]) == (r1, r1, a2, a2)
+
+
+def test_vcf_records_epx_cannot_use_are_one_line(small_ref, tmp_path, recwarn):
+    d, chroms, fasta, genes = small_ref
+    ref, alt = _snp(chroms, "chr1", 1001)
+    base = ["--genes", str(genes), "--fasta", str(fasta), "--sequences-only", "--window", "101",
+            "--write-sequences"]
+    out = tmp_path / "o.fa"
+    # a record without GT (FORMAT DP only): was an internal error (exit 3)
+    no_gt = _raw_vcf(d / "nogt.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tDP\t10\t12\n", ["S1", "S2"])
+    r = _cli(*base, str(out), "--vcf", str(no_gt))
+    assert r.exit_code == 2 and "no GT" in r.output and "chr1:1001" in r.output, r.output
+    assert not out.exists()
+    # a triploid call: was silently cut to its first two alleles
+    tri = _raw_vcf(d / "tri.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|0\t0|1|1\n", ["S1", "S2"])
+    r = _cli(*base, str(out), "--vcf", str(tri))
+    assert r.exit_code == 2 and "S2" in r.output and "3 alleles" in r.output, r.output
+    assert not out.exists()
+    # chrX has a ##contig line but no record: cyvcf2's "no intervals found" warning stays inside
+    ok = _raw_vcf(d / "ok.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["S1", "S2"])
+    block = VcfGenotypes(ok).query("chrX", 0, 3000)
+    assert len(block) == 0
+    assert not [w for w in recwarn if "no intervals" in str(w.message)]
