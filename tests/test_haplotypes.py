@@ -412,3 +412,52 @@ def test_vcf_records_epx_cannot_use_are_one_line(small_ref, tmp_path, recwarn):
     block = VcfGenotypes(ok).query("chrX", 0, 3000)
     assert len(block) == 0
     assert not [w for w in recwarn if "no intervals" in str(w.message)]
+
+
+def test_compressed_fasta_is_one_line(small_ref, tmp_path):
+    """A gzip FASTA must be bgzip; a bgzip one needs Biopython in pyfaidx: either way one line,
+    not pyfaidx's ImportError as an internal error (exit 3)."""
+    import subprocess
+
+    d, chroms, fasta, genes = small_ref
+    ref, alt = _snp(chroms, "chr1", 1001)
+    vcf = _raw_vcf(d / "ok.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["S1", "S2"])
+    plain_gz = tmp_path / "plain.fa.gz"
+    plain_gz.write_bytes(gzip.compress(fasta.read_bytes()))
+    bgz = tmp_path / "b.fa"
+    bgz.write_bytes(fasta.read_bytes())
+    subprocess.run(["bgzip", "-f", str(bgz)], check=True)
+    out = tmp_path / "o.fa"
+    for path, text in ((plain_gz, "must be bgzip"), (tmp_path / "b.fa.gz", None)):
+        r = _cli("--genes", str(genes), "--fasta", str(path), "--vcf", str(vcf), "--sequences-only",
+                 "--window", "101", "--write-sequences", str(out))
+        try:
+            import Bio  # noqa: F401
+            has_bio = True
+        except ImportError:
+            has_bio = False
+        if text is None and has_bio:
+            assert r.exit_code == 0, r.output
+            out.unlink()
+            continue
+        assert r.exit_code == 2, r.output
+        assert (text or "biopython") in r.output and "internal error" not in r.output, r.output
+        assert not out.exists()
+
+
+def test_tss_past_the_chromosome_end_and_no_variants(small_ref, tmp_path):
+    d, chroms, fasta, genes = small_ref
+    vcf = _raw_vcf(d / "empty.vcf.gz", "", ["S1", "S2"])
+    out = tmp_path / "o.fa"
+    base = ["--fasta", str(fasta), "--vcf", str(vcf), "--sequences-only", "--window", "101", "--write-sequences",
+            str(out)]
+    # a header-only VCF: every haplotype is the reference, and the run says so
+    r = _cli("--genes", str(genes), *base)
+    assert r.exit_code == 0 and "no variant of" in r.output, r.output
+    out.unlink()
+    # a TSS past the end of its chromosome (4,000 bp) is another build, not a window of N
+    past = tmp_path / "past.tsv"
+    past.write_text(genes.read_text() + "GP\tP\tchr1\t4100\t4200\t+\t4100\n")
+    r = _cli("--genes", str(past), *base)
+    assert r.exit_code == 2 and "GP at chr1:4,100" in r.output and "4,000 bp" in r.output, r.output
+    assert not out.exists()

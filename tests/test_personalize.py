@@ -177,3 +177,17 @@ def test_expression_individuals_without_genotypes(cohort, tmp_path):
     result = _run(cohort, tmp_path / "o", "--expression", str(path), "--en-alphas", "5")
     assert result.exit_code == 2 and "GHOST1" in result.output and "--allow-missing-individuals" in result.output
     assert not (tmp_path / "o").exists()
+
+
+def test_expression_ids_match_as_the_evaluation_does(cohort, tmp_path):
+    """Non-Ensembl ids keep their suffix in the evaluation (strip_version), so gene selection must
+    not strip it either: the mismatch is refused before any prediction, naming both ids."""
+    expr = pd.read_csv(cohort / "expression.bed", sep="\t")
+    expr["gene_id"] = expr["gene_id"] + ".5"
+    path = tmp_path / "expr.bed"
+    expr.to_csv(path, sep="\t", index=False)
+    result = _run(cohort, tmp_path / "o", "--expression", str(path), "--en-alphas", "5")
+    assert result.exit_code == 2, result.output
+    assert "DEMOG00001.5" in result.output and "genes DEMOG" in result.output, result.output
+    assert "genes ━" not in result.output  # refused before predicting
+    assert not (tmp_path / "o").exists()

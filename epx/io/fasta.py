@@ -46,6 +46,25 @@ def _index_path(path: Path) -> Path | None:
     return target
 
 
+def _check_compression(path: Path) -> None:
+    """A gzip FASTA must be bgzip (blocked, so random access works), and pyfaidx reads bgzip only
+    through Biopython: say so in one line instead of pyfaidx's ImportError."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return
+    plain = path.name.removesuffix(".gz").removesuffix(".bgz")
+    # BGZF: FLG.FEXTRA and a "BC" subfield (SAM spec, section 4.1)
+    if not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+        raise InputFileError(f"is gzip-compressed; a compressed FASTA must be bgzip-compressed (`gunzip -c "
+                             f"{path.name} > {plain} && bgzip {plain}`, or just gunzip it)", path=path)
+    try:
+        import Bio  # noqa: F401
+    except ImportError:
+        raise InputFileError(f"is bgzip-compressed, which pyfaidx reads only with Biopython: `pip install "
+                             f"biopython`, or decompress it (`bgzip -d -c {path.name} > {plain}`)", path=path) from None
+
+
 class Reference:
     """Random access to a (b)gzip-free or bgzipped FASTA with canonical chromosome names."""
 
@@ -56,6 +75,7 @@ class Reference:
         if not self.path.is_file():
             raise InputFileError("reference FASTA not found" if not self.path.exists()
                                  else "reference FASTA is not a regular file", path=self.path)
+        _check_compression(self.path)
         try:
             index = _index_path(self.path)
             self._fasta = pyfaidx.Fasta(str(self.path), indexname=None if index is None else str(index),
