@@ -461,3 +461,25 @@ def test_tss_past_the_chromosome_end_and_no_variants(small_ref, tmp_path):
     r = _cli("--genes", str(past), *base)
     assert r.exit_code == 2 and "GP at chr1:4,100" in r.output and "4,000 bp" in r.output, r.output
     assert not out.exists()
+
+
+def test_a_stale_fai_is_rebuilt_not_read(small_ref, tmp_path, monkeypatch):
+    """A FASTA rewritten after `samtools faidx` (another line width): its old .fai points at the
+    wrong bytes. It was read anyway (rebuild=False): wrong windows, blamed on the genome build."""
+    d, chroms, fasta, _genes = small_ref
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for sub, read_only in (("rw", False), ("ro", True)):
+        where = tmp_path / sub
+        where.mkdir()
+        path = write_fasta(where / "ref.fa", chroms, width=60)
+        Reference(path).close()  # writes ref.fa.fai
+        write_fasta(path, chroms, width=70)
+        os.utime(Path(str(path) + ".fai"), (1, 1))  # older than the FASTA
+        if read_only:
+            where.chmod(0o555)
+        try:
+            with Reference(path) as ref:
+                assert ref.fetch("chr1", 990, 1010).decode() == chroms["chr1"][990:1010]
+                assert ref.fetch("chrX", 2500, 2600).decode() == chroms["chrX"][2500:2600]
+        finally:
+            where.chmod(0o755)
