@@ -150,6 +150,12 @@ def _select_genes(options: PersonalizeOptions, reference: Reference, expression_
     outside = genes[~genes["chrom"].map(reference.has)]
     if len(outside):
         first = outside.iloc[0]
+        if options.chroms:  # the user named them: "restrict them with --chroms" would not help
+            absent = sorted(set(outside["chrom"]))
+            raise InputFileError(
+                f"--chroms asks for {', '.join(absent)}, which the FASTA lacks (it has {', '.join(reference.chroms[:4])}"
+                f"{'...' if len(reference.chroms) > 4 else ''}); drop {'it' if len(absent) == 1 else 'them'} from "
+                "--chroms or use the FASTA with these chromosomes", path=reference.path)
         raise InputFileError(
             f"{len(outside)} gene(s) lie on chromosomes the FASTA {reference.path} lacks, e.g. {first['gene_id']} on "
             f"{first['chrom']} (FASTA: {', '.join(reference.chroms[:4])}{'...' if len(reference.chroms) > 4 else ''});"

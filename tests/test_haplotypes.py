@@ -483,3 +483,15 @@ def test_a_stale_fai_is_rebuilt_not_read(small_ref, tmp_path, monkeypatch):
                 assert ref.fetch("chrX", 2500, 2600).decode() == chroms["chrX"][2500:2600]
         finally:
             where.chmod(0o755)
+
+
+def test_chroms_naming_a_chromosome_the_fasta_lacks(small_ref, tmp_path):
+    d, chroms, fasta, genes = small_ref
+    vcf = _raw_vcf(d / "empty.vcf.gz", "", ["S1"])
+    more = tmp_path / "more.tsv"
+    more.write_text(genes.read_text() + "G3\tC\tchr3\t1000\t1500\t+\t1000\n")
+    out = tmp_path / "o.fa"
+    r = _cli("--genes", str(more), "--fasta", str(fasta), "--vcf", str(vcf), "--chroms", "chr1,chr3",
+             "--sequences-only", "--window", "101", "--write-sequences", str(out))
+    assert r.exit_code == 2 and "--chroms asks for chr3" in r.output and "restrict them" not in r.output, r.output
+    assert not out.exists()
