@@ -139,19 +139,38 @@ def _select_genes(options: PersonalizeOptions, reference: Reference, expression_
         if genes.empty:
             raise InputFileError(f"no genes on {', '.join(sorted(wanted))}", path=options.genes)
     if expression_ids is not None:
-        base = genes["gene_id"].astype(str).str.split(".").str[0]
-        wanted_ids = {g.split(".")[0] for g in expression_ids}
+        from epx.cohort import strip_version
+
+        # the evaluation matches ids the same way: Ensembl ids without their .version, others as written
+        base = genes["gene_id"].astype(str).map(strip_version)
+        wanted_ids = {strip_version(g) for g in expression_ids}
         genes = genes[base.isin(wanted_ids)]
         if genes.empty:
-            raise InputFileError("no gene of the expression table is in the gene table (ids compared without "
-                                 "their .version)", path=options.expression)
+            raise InputFileError(
+                "no gene of the expression table is in the gene table (e.g. expression "
+                f"{next(iter(expression_ids), '?')}, genes {read_genes(options.genes)['gene_id'].iat[0]}; Ensembl "
+                "ids are compared without their .version, other ids as written)", path=options.expression)
     outside = genes[~genes["chrom"].map(reference.has)]
     if len(outside):
         first = outside.iloc[0]
+        if options.chroms:  # the user named them: "restrict them with --chroms" would not help
+            absent = sorted(set(outside["chrom"]))
+            raise InputFileError(
+                f"--chroms asks for {', '.join(absent)}, which the FASTA lacks (it has {', '.join(reference.chroms[:4])}"
+                f"{'...' if len(reference.chroms) > 4 else ''}); drop {'it' if len(absent) == 1 else 'them'} from "
+                "--chroms or use the FASTA with these chromosomes", path=reference.path)
         raise InputFileError(
             f"{len(outside)} gene(s) lie on chromosomes the FASTA {reference.path} lacks, e.g. {first['gene_id']} on "
             f"{first['chrom']} (FASTA: {', '.join(reference.chroms[:4])}{'...' if len(reference.chroms) > 4 else ''});"
             " restrict them with --chroms", path=options.genes)
+    beyond = genes[[int(t) >= reference.length(c) for c, t in zip(genes["chrom"], genes["tss"], strict=True)]]
+    if len(beyond):
+        first = beyond.iloc[0]
+        raise InputFileError(
+            f"{len(beyond)} gene(s) have their TSS past the end of its chromosome in the FASTA {reference.path}, "
+            f"e.g. {first['gene_id']} at {first['chrom']}:{int(first['tss']) + 1:,} ({first['chrom']} has "
+            f"{reference.length(first['chrom']):,} bp): the gene table and the FASTA are on different builds",
+            path=options.genes)
     from epx.io.chroms import chrom_sort_key
 
     # genomic order: neighbouring windows overlap, so one genotype read serves several genes
@@ -340,6 +359,9 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
             "genes_padded": stats.padded_genes,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         }
+        if not stats.variants:
+            console.warn(f"no variant of {options.vcf or options.plink} lies in any gene's window: every haplotype is "
+                         "the reference")
         if stats.padded_genes:
             console.warn(f"{stats.padded_genes} gene window(s) run past a chromosome end and were padded with N")
         if stats.missing_calls:

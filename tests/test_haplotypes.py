@@ -339,3 +339,159 @@ def test_force_replaces_only_epx_sequences(hg38_cohort, tmp_path):
     assert _cli(*args, "--write-sequences", str(ours)).exit_code == 0
     assert _cli(*args, "--write-sequences", str(ours)).exit_code == 2
     assert _cli(*args, "--write-sequences", str(ours), "--force").exit_code == 0
+
+
+# -- real-world VCF quirks (review of epx personalize) ----------------------------------------------
+
+
+@pytest.fixture
+def small_ref(tmp_path):
+    rng = random.Random(11)
+    chroms = {"chr1": random_reference(rng, 4000), "chrX": random_reference(rng, 3000)}
+    fasta = write_fasta(tmp_path / "ref.fa", chroms)
+    genes = tmp_path / "genes.tsv"
+    genes.write_text("gene_id\tgene_name\tchrom\tstart\tend\tstrand\ttss\n"
+                     "G1\tA\tchr1\t1000\t1500\t+\t1000\nGX\tX\tchrX\t1500\t1800\t+\t1500\n")
+    return tmp_path, chroms, fasta, genes
+
+
+def _raw_vcf(path: Path, body: str, samples: list[str], fmt: str = "GT") -> Path:
+    import subprocess
+
+    plain = path.with_suffix("")
+    plain.write_text("##fileformat=VCFv4.2\n##contig=<ID=chr1,length=4000>\n##contig=<ID=chrX,length=3000>\n"
+                     '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">\n'
+                     '##FORMAT=<ID=DP,Number=1,Type=Integer,Description="Depth">\n'
+                     "#CHROM\tPOS\tID\tREF\tALT\tQUAL\tFILTER\tINFO\tFORMAT\t" + "\t".join(samples) + "\n" + body)
+    subprocess.run(["bgzip", "-f", str(plain)], check=True)
+    subprocess.run(["tabix", "-f", "-p", "vcf", str(path)], check=True)
+    return path
+
+
+def _snp(chroms: dict[str, str], chrom: str, pos: int) -> tuple[str, str]:
+    ref = chroms[chrom][pos - 1].upper()
+    return ref, "A" if ref != "A" else "C"
+
+
+def test_haploid_and_diploid_records_in_one_window(small_ref):
+    """chrX: a record where every selected sample is haploid beside a diploid one (PAR, or females
+    and males) used to crash stacking the genotype arrays (ValueError, exit 3)."""
+    d, chroms, fasta, genes = small_ref
+    r1, a1 = _snp(chroms, "chrX", 1501)
+    r2, a2 = _snp(chroms, "chrX", 1511)
+    vcf = _raw_vcf(d / "x.vcf.gz", f"chrX\t1501\t.\t{r1}\t{a1}\t.\tPASS\t.\tGT\t1\t0\n"
+                                    f"chrX\t1511\t.\t{r2}\t{a2}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["M", "F"])
+    builder = HaplotypeBuilder(Reference(fasta), VcfGenotypes(vcf), 101)
+    gh = builder.gene("GX", "chrX", 1499)
+    # TSS 1499 (0-based) at index 50: chrX:1501 is index 51, chrX:1511 index 61
+    m1, m2 = (gh.windows[gh.index[0, h]].decode().upper() for h in (0, 1))
+    assert m1[51] == m2[51] == a1  # haploid: the allele on both haplotypes
+    assert (m1[61], m2[61]) == (r2, a2)
+    f1, f2 = (gh.windows[gh.index[1, h]].decode().upper() for h in (0, 1))
+    assert (f1[51], f2[51], f1[61], f2[61]) == (r1, r1, a2, a2)
+
+
+def test_vcf_records_epx_cannot_use_are_one_line(small_ref, tmp_path, recwarn):
+    d, chroms, fasta, genes = small_ref
+    ref, alt = _snp(chroms, "chr1", 1001)
+    base = ["--genes", str(genes), "--fasta", str(fasta), "--sequences-only", "--window", "101",
+            "--write-sequences"]
+    out = tmp_path / "o.fa"
+    # a record without GT (FORMAT DP only): was an internal error (exit 3)
+    no_gt = _raw_vcf(d / "nogt.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tDP\t10\t12\n", ["S1", "S2"])
+    r = _cli(*base, str(out), "--vcf", str(no_gt))
+    assert r.exit_code == 2 and "no GT" in r.output and "chr1:1001" in r.output, r.output
+    assert not out.exists()
+    # a triploid call: was silently cut to its first two alleles
+    tri = _raw_vcf(d / "tri.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|0\t0|1|1\n", ["S1", "S2"])
+    r = _cli(*base, str(out), "--vcf", str(tri))
+    assert r.exit_code == 2 and "S2" in r.output and "3 alleles" in r.output, r.output
+    assert not out.exists()
+    # chrX has a ##contig line but no record: cyvcf2's "no intervals found" warning stays inside
+    ok = _raw_vcf(d / "ok.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["S1", "S2"])
+    block = VcfGenotypes(ok).query("chrX", 0, 3000)
+    assert len(block) == 0
+    assert not [w for w in recwarn if "no intervals" in str(w.message)]
+
+
+def test_compressed_fasta_is_one_line(small_ref, tmp_path):
+    """A gzip FASTA must be bgzip; a bgzip one needs Biopython in pyfaidx: either way one line,
+    not pyfaidx's ImportError as an internal error (exit 3)."""
+    import subprocess
+
+    d, chroms, fasta, genes = small_ref
+    ref, alt = _snp(chroms, "chr1", 1001)
+    vcf = _raw_vcf(d / "ok.vcf.gz", f"chr1\t1001\t.\t{ref}\t{alt}\t.\tPASS\t.\tGT\t0|1\t1|1\n", ["S1", "S2"])
+    plain_gz = tmp_path / "plain.fa.gz"
+    plain_gz.write_bytes(gzip.compress(fasta.read_bytes()))
+    bgz = tmp_path / "b.fa"
+    bgz.write_bytes(fasta.read_bytes())
+    subprocess.run(["bgzip", "-f", str(bgz)], check=True)
+    out = tmp_path / "o.fa"
+    for path, text in ((plain_gz, "must be bgzip"), (tmp_path / "b.fa.gz", None)):
+        r = _cli("--genes", str(genes), "--fasta", str(path), "--vcf", str(vcf), "--sequences-only",
+                 "--window", "101", "--write-sequences", str(out))
+        try:
+            import Bio  # noqa: F401
+            has_bio = True
+        except ImportError:
+            has_bio = False
+        if text is None and has_bio:
+            assert r.exit_code == 0, r.output
+            out.unlink()
+            continue
+        assert r.exit_code == 2, r.output
+        assert (text or "biopython") in r.output and "internal error" not in r.output, r.output
+        assert not out.exists()
+
+
+def test_tss_past_the_chromosome_end_and_no_variants(small_ref, tmp_path):
+    d, chroms, fasta, genes = small_ref
+    vcf = _raw_vcf(d / "empty.vcf.gz", "", ["S1", "S2"])
+    out = tmp_path / "o.fa"
+    base = ["--fasta", str(fasta), "--vcf", str(vcf), "--sequences-only", "--window", "101", "--write-sequences",
+            str(out)]
+    # a header-only VCF: every haplotype is the reference, and the run says so
+    r = _cli("--genes", str(genes), *base)
+    assert r.exit_code == 0 and "no variant of" in r.output, r.output
+    out.unlink()
+    # a TSS past the end of its chromosome (4,000 bp) is another build, not a window of N
+    past = tmp_path / "past.tsv"
+    past.write_text(genes.read_text() + "GP\tP\tchr1\t4100\t4200\t+\t4100\n")
+    r = _cli("--genes", str(past), *base)
+    assert r.exit_code == 2 and "GP at chr1:4,100" in r.output and "4,000 bp" in r.output, r.output
+    assert not out.exists()
+
+
+def test_a_stale_fai_is_rebuilt_not_read(small_ref, tmp_path, monkeypatch):
+    """A FASTA rewritten after `samtools faidx` (another line width): its old .fai points at the
+    wrong bytes. It was read anyway (rebuild=False): wrong windows, blamed on the genome build."""
+    d, chroms, fasta, _genes = small_ref
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    for sub, read_only in (("rw", False), ("ro", True)):
+        where = tmp_path / sub
+        where.mkdir()
+        path = write_fasta(where / "ref.fa", chroms, width=60)
+        Reference(path).close()  # writes ref.fa.fai
+        write_fasta(path, chroms, width=70)
+        os.utime(Path(str(path) + ".fai"), (1, 1))  # older than the FASTA
+        if read_only:
+            where.chmod(0o555)
+        try:
+            with Reference(path) as ref:
+                assert ref.fetch("chr1", 990, 1010).decode() == chroms["chr1"][990:1010]
+                assert ref.fetch("chrX", 2500, 2600).decode() == chroms["chrX"][2500:2600]
+        finally:
+            where.chmod(0o755)
+
+
+def test_chroms_naming_a_chromosome_the_fasta_lacks(small_ref, tmp_path):
+    d, chroms, fasta, genes = small_ref
+    vcf = _raw_vcf(d / "empty.vcf.gz", "", ["S1"])
+    more = tmp_path / "more.tsv"
+    more.write_text(genes.read_text() + "G3\tC\tchr3\t1000\t1500\t+\t1000\n")
+    out = tmp_path / "o.fa"
+    r = _cli("--genes", str(more), "--fasta", str(fasta), "--vcf", str(vcf), "--chroms", "chr1,chr3",
+             "--sequences-only", "--window", "101", "--write-sequences", str(out))
+    assert r.exit_code == 2 and "--chroms asks for chr3" in r.output and "restrict them" not in r.output, r.output
+    assert not out.exists()

@@ -192,3 +192,17 @@ def test_an_interrupted_run_resumes_from_the_cache(cohort, tmp_path):
     assert done["cache_hits"] >= part["windows_unique"]
     assert done["windows_predicted"] == done["windows_unique"] - done["cache_hits"]
     assert 0 < done["windows_predicted"] < done["windows_unique"]
+
+
+def test_expression_ids_match_as_the_evaluation_does(cohort, tmp_path):
+    """Non-Ensembl ids keep their suffix in the evaluation (strip_version), so gene selection must
+    not strip it either: the mismatch is refused before any prediction, naming both ids."""
+    expr = pd.read_csv(cohort / "expression.bed", sep="\t")
+    expr["gene_id"] = expr["gene_id"] + ".5"
+    path = tmp_path / "expr.bed"
+    expr.to_csv(path, sep="\t", index=False)
+    result = _run(cohort, tmp_path / "o", "--expression", str(path), "--en-alphas", "5")
+    assert result.exit_code == 2, result.output
+    assert "DEMOG00001.5" in result.output and "genes DEMOG" in result.output, result.output
+    assert "genes ━" not in result.output  # refused before predicting
+    assert not (tmp_path / "o").exists()

@@ -3,7 +3,8 @@
 pyfaidx silently truncates a slice that runs past a chromosome end, so a fixed-length window
 would shrink; :meth:`Reference.fetch` pads explicitly instead. Chromosome names are canonical
 (``chr1``) on the epx side whatever the FASTA uses. A FASTA whose ``.fai`` is missing and whose
-directory is read-only (a shared reference) is indexed into epx's cache directory instead.
+directory is read-only (a shared reference) is indexed into epx's cache directory instead; a
+``.fai`` older than its FASTA (the FASTA was rewritten since) is rebuilt, never read.
 """
 
 from __future__ import annotations
@@ -31,7 +32,9 @@ def _writable(directory: Path) -> bool:
 def _index_path(path: Path) -> Path | None:
     """The ``.fai`` pyfaidx should use: beside the FASTA when present or writable, else in the cache."""
     beside = Path(str(path) + ".fai")
-    if beside.exists() or _writable(path.parent):
+    # an index older than the FASTA points at the wrong bytes (the FASTA was rewritten): pyfaidx
+    # rebuilds it where it may write; a read-only one is replaced by a fresh one in the cache
+    if beside.exists() and beside.stat().st_mtime >= path.stat().st_mtime or _writable(path.parent):
         return None
     st = path.stat()
     key = hashlib.sha256(f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()[:16]
@@ -46,6 +49,25 @@ def _index_path(path: Path) -> Path | None:
     return target
 
 
+def _check_compression(path: Path) -> None:
+    """A gzip FASTA must be bgzip (blocked, so random access works), and pyfaidx reads bgzip only
+    through Biopython: say so in one line instead of pyfaidx's ImportError."""
+    with open(path, "rb") as fh:
+        head = fh.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return
+    plain = path.name.removesuffix(".gz").removesuffix(".bgz")
+    # BGZF: FLG.FEXTRA and a "BC" subfield (SAM spec, section 4.1)
+    if not (len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC"):
+        raise InputFileError(f"is gzip-compressed; a compressed FASTA must be bgzip-compressed (`gunzip -c "
+                             f"{path.name} > {plain} && bgzip {plain}`, or just gunzip it)", path=path)
+    try:
+        import Bio  # noqa: F401
+    except ImportError:
+        raise InputFileError(f"is bgzip-compressed, which pyfaidx reads only with Biopython: `pip install "
+                             f"biopython`, or decompress it (`bgzip -d -c {path.name} > {plain}`)", path=path) from None
+
+
 class Reference:
     """Random access to a (b)gzip-free or bgzipped FASTA with canonical chromosome names."""
 
@@ -56,10 +78,11 @@ class Reference:
         if not self.path.is_file():
             raise InputFileError("reference FASTA not found" if not self.path.exists()
                                  else "reference FASTA is not a regular file", path=self.path)
+        _check_compression(self.path)
         try:
             index = _index_path(self.path)
             self._fasta = pyfaidx.Fasta(str(self.path), indexname=None if index is None else str(index),
-                                        as_raw=True, sequence_always_upper=False, rebuild=False,
+                                        as_raw=True, sequence_always_upper=False, rebuild=True,
                                         read_long_names=False)
         except pyfaidx.UnsupportedCompressionFormat:
             raise InputFileError("is gzip-compressed; a compressed FASTA must be bgzip-compressed"

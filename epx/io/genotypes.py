@@ -7,6 +7,7 @@ know which file format the genotypes came from.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -140,19 +141,24 @@ class VcfGenotypes:
         ids: list[str] = []
         gts: list[np.ndarray] = []
         try:
-            records = self._vcf(f"{name}:{max(start, 0) + 1}-{max(end, 1)}")
-            for rec in records:
-                ref = rec.REF.upper()
-                alt = [a.upper() for a in rec.ALT if a not in (".", "")]
-                pos.append(rec.start)
-                refs.append(ref)
-                alts.append(alt)
-                ids.append(variant_id(canon, rec.start, ref, alt, rec.ID))
-                gts.append(rec.genotype.array() if rec.genotype is not None else np.full((n, 3), -1, np.int16))
+            with warnings.catch_warnings():  # cyvcf2 warns "no intervals found" for a region without records
+                warnings.simplefilter("ignore", UserWarning)
+                for rec in self._vcf(f"{name}:{max(start, 0) + 1}-{max(end, 1)}"):
+                    ref = rec.REF.upper()
+                    alt = [a.upper() for a in rec.ALT if a not in (".", "")]
+                    vid = variant_id(canon, rec.start, ref, alt, rec.ID)
+                    pos.append(rec.start)
+                    refs.append(ref)
+                    alts.append(alt)
+                    ids.append(vid)
+                    gts.append(self._genotypes(rec, n, f"{name}:{rec.start + 1} ({vid})"))
         except OSError as err:
             raise GenotypeError(f"reading {name}:{start + 1}-{end} failed ({err})", path=self.path) from None
         if not pos:
             return VariantBlock.empty(canon, n)
+        width = max(g.shape[1] for g in gts)  # ploidy + 1 can differ between records (chrX)
+        gts = [g if g.shape[1] == width else np.concatenate(
+            [g[:, :-1], np.full((n, width - g.shape[1]), -2, np.int16), g[:, -1:]], axis=1) for g in gts]
         raw = np.stack(gts)[:, self._order, :]  # (variants, samples, ploidy + 1)
         gt = raw[:, :, :2].astype(np.int16)
         if raw.shape[2] < 3:  # haploid everywhere: one allele column and the phase flag
@@ -165,6 +171,23 @@ class VcfGenotypes:
         het = (gt[:, :, 0] != gt[:, :, 1]) & (gt[:, :, 0] >= 0) & (gt[:, :, 1] >= 0)
         phased = flag | ~het
         return VariantBlock(canon, np.asarray(pos, dtype=np.int64), refs, alts, ids, gt, phased)
+
+    def _genotypes(self, rec, n: int, site: str) -> np.ndarray:
+        """(samples, ploidy + 1) allele indices and phase flag of one record; refuses a record
+        without GT and calls of more than two alleles (which two would be the haplotypes?)."""
+        try:
+            genotype = rec.genotype
+        except Exception:  # cyvcf2: "couldn't get genotypes for variant" when FORMAT has no GT
+            genotype = None
+        if genotype is None:
+            raise GenotypeError(f"{site} has no GT in FORMAT: epx needs a genotype call (GT) in every record",
+                                path=self.path)
+        arr = np.asarray(genotype.array(), dtype=np.int16)
+        if arr.shape[1] > 3 and (arr[:, 2:-1] != -2).any():
+            s = int(np.flatnonzero((arr[:, 2:-1] != -2).any(axis=1))[0])
+            raise GenotypeError(f"{site}: sample {self._vcf.samples[s]} has a call of {arr.shape[1] - 1} alleles; "
+                                "personal windows need diploid (or haploid) genotypes", path=self.path)
+        return arr
 
     def close(self) -> None:
         self._vcf.close()
