@@ -25,7 +25,8 @@ def canonical_chrom(name: str) -> str:
     return f"chr{core}"
 
 
-def alias_map(file_chroms: Iterable[str], path: str | Path | None = None) -> dict[str, str]:
+def alias_map(file_chroms: Iterable[str], path: str | Path | None = None,
+              hint: str = "for a bigWig: bigWigToBedGraph, rename, bedGraphToBigWig") -> dict[str, str]:
     """Map canonical chromosome names to the spelling a file uses.
 
     Two spellings of one chromosome in one file (``1`` and ``chr1``, ``MT`` and ``chrM``) are
@@ -37,7 +38,7 @@ def alias_map(file_chroms: Iterable[str], path: str | Path | None = None) -> dic
         if key in out and out[key] != c:
             raise TrackError(
                 f"chromosomes {out[key]!r} and {c!r} both appear; they name the same chromosome,"
-                " so keep one spelling (for a bigWig: bigWigToBedGraph, rename, bedGraphToBigWig)",
+                f" so keep one spelling ({hint})",
                 path=path,
             )
         out[key] = c

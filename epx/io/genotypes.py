@@ -86,6 +86,28 @@ def _index_of(path: Path) -> Path | None:
     return None
 
 
+def _check_header_samples(path: Path) -> None:
+    """Duplicate sample names, in one line (htslib prints its own error and then fails to parse)."""
+    import gzip
+
+    try:
+        with gzip.open(path, "rt", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("#CHROM"):
+                    names = line.rstrip("\r\n").split("\t")[9:]
+                    seen: set[str] = set()
+                    for name in names:
+                        if name in seen:
+                            raise GenotypeError(f"sample {name!r} appears twice in the header; rename one "
+                                                "(bcftools reheader -s NEW_NAMES.txt)", path=path)
+                        seen.add(name)
+                    return
+                if not line.startswith("#"):
+                    return
+    except (OSError, EOFError):
+        return  # cyvcf2 reports unreadable files
+
+
 class VcfGenotypes:
     """A bgzipped, tabix/CSI-indexed VCF or an indexed BCF, queried by region with cyvcf2."""
 
@@ -101,10 +123,16 @@ class VcfGenotypes:
         if magic[:2] != b"\x1f\x8b" and not (is_bcf and magic[:3] == b"BCF"):
             raise GenotypeError(f"must be bgzip-compressed and indexed: `bgzip {self.path.name} && tabix -p vcf "
                                 f"{self.path.name}.gz` (or `bcftools view -Oz -W ...`)", path=self.path)
-        if _index_of(self.path) is None:
-            how = f"bcftools index {self.path}" if is_bcf else f"tabix -p vcf {self.path} (or bcftools index -t)"
+        index = _index_of(self.path)
+        how = f"bcftools index -f {self.path}" if is_bcf else f"tabix -f -p vcf {self.path} (or bcftools index -t)"
+        if index is None:
             raise GenotypeError(f"has no .tbi/.csi index beside it; run `{how}`. (A plain-gzip file must be "
                                 "re-compressed with bgzip first.)", path=self.path)
+        if index.stat().st_mtime < self.path.stat().st_mtime:
+            raise GenotypeError(f"its index {index.name} is older than the file, so region queries may read the "
+                                f"wrong records; re-index: `{how}`", path=self.path)
+        if not is_bcf:
+            _check_header_samples(self.path)
         try:
             probe = cyvcf2.VCF(str(self.path), lazy=True)
         except (OSError, Exception) as err:  # cyvcf2 raises bare Exception for unreadable files
@@ -119,7 +147,8 @@ class VcfGenotypes:
             names = list(self._vcf.seqnames)
         except Exception:  # no contig lines and no index names
             names = []
-        self._alias = alias_map(names, self.path)
+        self._alias = alias_map(names, self.path, hint="rename with bcftools annotate --rename-chrs, and drop "
+                                "the other spelling's ##contig line with bcftools reheader")
 
     @property
     def chroms(self) -> list[str]:

@@ -367,7 +367,9 @@ class HaplotypeBuilder:
         reference = b"N" * max(-ref_lo, 0) + reference + b"N" * (L - max(-ref_lo, 0) - len(reference))
         ok = self._check_ref(block, segment, seg_start) if len(block) else []
         usable = [ok[i] and any(_usable(a) for a in block.alts[i]) for i in range(len(block))]
-        n_symbolic = sum(1 for i in range(len(block)) if ok[i] and not usable[i] and block.alts[i])
+        # sites where a selected haplotype carries a symbolic or '*' allele (not gVCF blocks nobody has)
+        n_symbolic = sum(1 for i in range(len(block)) if ok[i] and any(
+            not _usable(alt) and (block.gt[i] == a).any() for a, alt in enumerate(block.alts[i], start=1)))
         gt, missing, n_unphased = self._alleles(block, gene_id) if len(block) else (block.gt, 0, 0)
         n_samples = len(self.genotypes.samples)
         for i, good in enumerate(ok):
