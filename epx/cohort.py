@@ -756,7 +756,7 @@ def find_summary(directory: str | Path) -> Path:
     for candidate in (d / SUMMARY_FILE, d / "cohort" / SUMMARY_FILE):
         if candidate.is_file():
             return candidate
-    raise InputFileError("no cohort evaluation here (no summary.json): run epx personalize with expression "
+    raise InputFileError("no cohort evaluation here (no summary.json): run epx personalize with --expression "
                          "measurements to compare Enformer with the elastic-net baseline", path=d)
 
 
