@@ -677,6 +677,8 @@ def personalize(
     inner_folds: Annotated[int, typer.Option("--inner-folds", min=2, help="Inner folds choosing the elastic net's penalty and nesting the stack's inputs.", metavar="K")] = 5,
     cis_window: Annotated[int, typer.Option("--cis-window", min=1, help="Variants within this many bp of the TSS feed the elastic net (PrediXcan: 1 Mb).", metavar="BP")] = 1_000_000,
     allow_missing_individuals: Annotated[bool, typer.Option("--allow-missing-individuals", help="Evaluate without the expression individuals that have no genotypes (default: an error).")] = False,
+    shard: Annotated[str | None, typer.Option("--shard", help="Run part I of N (e.g. 2/8) of the genes (or --shard-by individuals); `epx collect` joins the parts.", metavar="I/N")] = None,
+    shard_by: Annotated[str, typer.Option("--shard-by", help="What --shard splits: genes or individuals.", metavar="WHAT")] = "genes",
     cache: Annotated[Path | None, typer.Option("--cache", help="Prediction cache (SQLite) shared by runs; default ~/.cache/epx/personalize.sqlite.", metavar="FILE")] = None,
     no_cache: Annotated[bool, typer.Option("--no-cache", help="Keep predictions in memory only.")] = False,
     force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
@@ -691,6 +693,12 @@ def personalize(
     for name, value, allowed in (("--unphased", unphased, ("error", "as-listed")), ("--ref-mismatch", ref_mismatch, ("error", "skip"))):
         if value not in allowed:
             raise EpxError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    shard_part = None
+    if shard is not None:
+        i, sep, n = shard.partition("/")
+        if not sep or not i.strip().isdigit() or not n.strip().isdigit():
+            raise EpxError(f"--shard expects I/N such as 2/8, got {shard!r}")
+        shard_part = (int(i), int(n))
     model_options = {"weights": None if weights is None else str(weights), "tracks": _split_list(tracks) or None,
                      "targets": None if targets is None else str(targets), "center_bins": center_bins,
                      "device": device, "batch_size": batch_size}
@@ -700,7 +708,7 @@ def personalize(
         model_options=model_options, window=window, sequences_only=sequences_only, write_sequences=write_sequences,
         unphased=unphased, ref_mismatch=ref_mismatch, variant_effects=variant_effects, folds=folds, seed=seed,
         allow_missing_individuals=allow_missing_individuals, cis_window=cis_window, en_alphas=en_alphas,
-        inner_folds=inner_folds, cache=cache, use_cache=not no_cache, force=force)
+        inner_folds=inner_folds, shard=shard_part, shard_by=shard_by, cache=cache, use_cache=not no_cache, force=force)
     s = run_personalize(options)
     rows = [["genes x individuals", f"{s['genes']:,} x {s['individuals']:,}"], ["window", f"{s['window']:,} bp"],
             ["variants", f"{s['variants']:,}"],

@@ -68,6 +68,7 @@ BED_COLUMNS = ("chrom", "start", "end", "gene_id")
 KEY_COLUMNS = ("gene_id", "individual")
 SUMMARY_FILE = "summary.json"
 PER_GENE_FILE = "per_gene.tsv"
+PER_GENE_EXACT = "per_gene.parquet"
 HELDOUT_FILE = "heldout_predictions.parquet"
 WEIGHTS_FILE = "en_weights.tsv"
 FOLDS_FILE = "folds.tsv"
@@ -696,13 +697,15 @@ def write_cohort_report(result: CohortResult, directory: str | Path) -> list[Pat
     d = Path(directory)
     d.mkdir(parents=True, exist_ok=True)
     result.per_gene.to_csv(d / PER_GENE_FILE, sep="\t", index=False, na_rep="NA", float_format="%.6g")
+    result.per_gene.to_parquet(d / PER_GENE_EXACT, index=False)  # full precision, for `epx collect`
     (d / SUMMARY_FILE).write_text(json.dumps(_json_safe(result.summary), indent=1) + "\n")
     result.heldout.to_parquet(d / HELDOUT_FILE, index=False)
     result.weights.to_csv(d / WEIGHTS_FILE, sep="\t", index=False, float_format="%.6g")
     pd.DataFrame({"individual": list(result.folds), "fold": list(result.folds.values())}).to_csv(
         d / FOLDS_FILE, sep="\t", index=False)
     scatter(result.per_gene, d / SCATTER_FILE)
-    return [d / name for name in (PER_GENE_FILE, SUMMARY_FILE, HELDOUT_FILE, WEIGHTS_FILE, FOLDS_FILE, SCATTER_FILE)]
+    return [d / name for name in (PER_GENE_FILE, PER_GENE_EXACT, SUMMARY_FILE, HELDOUT_FILE, WEIGHTS_FILE, FOLDS_FILE,
+                                  SCATTER_FILE)]
 
 
 def _json_safe(value: Any) -> Any:

@@ -74,6 +74,8 @@ class PersonalizeOptions:
     cis_window: int = 1_000_000
     en_alphas: int = 100
     inner_folds: int = 5
+    shard: tuple[int, int] | None = None  # (i, n), 1 <= i <= n: this part of the genes or individuals
+    shard_by: str = "genes"
     cache: Path | None = None
     use_cache: bool = True
     force: bool = False
@@ -241,6 +243,15 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
         raise EpxError("--variant-effects needs a model; drop --sequences-only")
     if options.expression is not None and options.sequences_only:
         raise EpxError("--expression evaluates predictions; drop --sequences-only")
+    if options.shard is not None:
+        i, n = options.shard
+        if not 1 <= i <= n:
+            raise EpxError(f"--shard {i}/{n}: give I/N with 1 <= I <= N")
+        if options.shard_by not in ("genes", "individuals"):
+            raise EpxError(f"--shard-by must be genes or individuals, got {options.shard_by!r}")
+        if options.shard_by == "individuals" and options.expression is not None:
+            raise EpxError("--expression scores each gene across all individuals: shard by genes "
+                           "(--shard-by genes), or evaluate after `epx collect`")
     if options.folds < 2 or options.inner_folds < 2:
         raise EpxError(f"--folds and --inner-folds must be at least 2, got {options.folds} and {options.inner_folds}")
     inputs = [p for p in (options.genes, options.fasta, options.vcf, options.expression) if p is not None]
@@ -259,7 +270,16 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
 
             expression = read_expression(options.expression)
         genes = _select_genes(options, reference, None if expression is None else list(expression.index))
-        genotypes = open_genotypes(vcf=options.vcf, plink=options.plink, samples=options.samples,
+        all_genes = genes["gene_id"].astype(str).tolist()
+        if options.shard is not None and options.shard_by == "genes":
+            genes = genes.iloc[_shard_slice(len(genes), *options.shard)].reset_index(drop=True)
+        samples_wanted = options.samples
+        if options.shard is not None and options.shard_by == "individuals":
+            every = open_genotypes(vcf=options.vcf, plink=options.plink, samples=options.samples, reference=reference)
+            all_samples = list(every.samples)
+            every.close()
+            samples_wanted = all_samples[_shard_slice(len(all_samples), *options.shard)]
+        genotypes = open_genotypes(vcf=options.vcf, plink=options.plink, samples=samples_wanted,
                                    reference=reference)
         stack.callback(genotypes.close)
         _check_chromosomes(genes, genotypes, options)
@@ -357,6 +377,10 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
             "unphased_calls": stats.unphased_calls, "skipped_overlapping": stats.skipped_overlap,
             "skipped_ref_mismatch": stats.skipped_mismatch, "skipped_symbolic": stats.skipped_symbolic,
             "genes_padded": stats.padded_genes,
+            "shard": None if options.shard is None else {
+                "index": options.shard[0], "count": options.shard[1], "by": options.shard_by,
+                "identity": _identity(options, all_genes), "genes": genes["gene_id"].astype(str).tolist(),
+                "individuals": samples},
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()},
         }
         if not stats.variants:
@@ -391,6 +415,34 @@ def personalize(options: PersonalizeOptions) -> dict[str, Any]:
                 summary["evaluation"] = result.summary
             (out / "personalize.json").write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
         return summary
+
+
+def _concat_tsv(sources: list[Path], target: Path) -> None:
+    """Tables with one header, joined as text: the numbers stay exactly as their parts wrote them."""
+    with open(target, "w") as out:
+        for k, source in enumerate(sources):
+            with open(source) as fh:
+                header = fh.readline()
+                if k == 0:
+                    out.write(header)
+                out.writelines(fh)
+
+
+def _shard_slice(n: int, i: int, count: int) -> slice:
+    """Part ``i`` of ``count`` (1-based) of ``n`` items in order: contiguous, sizes differing by at
+    most one (contiguous genes keep genotype reads shared between neighbours)."""
+    start = (i - 1) * n // count
+    return slice(start, i * n // count)
+
+
+def _identity(options: PersonalizeOptions, genes: list[str]) -> str:
+    """What every shard of one personalize run shares: all options but the shard and the outputs."""
+    import hashlib
+
+    fields = {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(options).items()
+              if k not in ("shard", "output", "write_sequences", "force", "progress", "cache", "use_cache")}
+    fields["genes"] = genes
+    return hashlib.sha256(json.dumps(fields, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def _json_default(value: Any) -> Any:
@@ -460,3 +512,97 @@ def _evaluate_gene(evaluator: Any, gh: GeneHaplotypes, genotypes: Any, names: li
     block = genotypes.query(gh.chrom, max(gh.tss - cis_window, 0), gh.tss + cis_window + 1)
     ids, matrix = dosage_matrix(block, rows)
     evaluator.add(frame, {gh.gene_id: (ids, matrix)})
+
+
+def collect_personalize(parts: list[Path], output: Path, force: bool = False) -> dict[str, Any]:
+    """``epx collect`` for ``epx personalize --shard I/N`` parts: one output as if one process had run.
+
+    Parts must come from one run (same options and genes: their ``identity``) and cover every shard
+    exactly once. Predictions are concatenated in the run's order; the evaluation (sharded by genes
+    only) is re-summarised from the parts' exact per-gene tables, so the medians are those of one run."""
+    from epx.cohort import (
+        HELDOUT_FILE,
+        PER_GENE_EXACT,
+        WEIGHTS_FILE,
+        CohortResult,
+        summarize,
+        write_cohort_report,
+    )
+    from epx.dataset import read_json_file
+    from epx.outputs import epx_kind
+
+    infos = []
+    for part in parts:
+        part = Path(part)
+        if not part.is_dir() or epx_kind(part) != "personalize":
+            raise InputFileError("not an epx personalize output", path=part)
+        info = read_json_file(part / "personalize.json", "personalize.json")
+        if not info.get("shard"):
+            raise InputFileError("is a whole personalize run, not a --shard part", path=part)
+        infos.append((part, info))
+    first_part, first = infos[0]
+    shard0 = first["shard"]
+    for part, info in infos[1:]:
+        sh = info["shard"]
+        if sh["identity"] != shard0["identity"] or sh["by"] != shard0["by"] or sh["count"] != shard0["count"]:
+            raise EpxError(f"{part} and {first_part} are parts of different personalize runs (options, genes or "
+                           "--shard N differ); collect the parts of one run")
+    seen: dict[int, Path] = {}
+    for part, info in infos:
+        i = info["shard"]["index"]
+        if i in seen:
+            raise EpxError(f"shard {i}/{shard0['count']} is given twice: {seen[i]} and {part}")
+        seen[i] = part
+    missing = [i for i in range(1, shard0["count"] + 1) if i not in seen]
+    if missing:
+        count = shard0["count"]
+        raise EpxError(f"shard(s) {', '.join(f'{i}/{count}' for i in missing)} missing; "
+                       "run them (epx personalize --shard I/N) or give their outputs")
+    infos.sort(key=lambda pi: pi[1]["shard"]["index"])
+    check_output(output, force, "personalize")
+    refuse_overlap(output, [p for p, _ in infos])
+    by_genes = shard0["by"] == "genes"
+    with atomic_dir(output, "personalize", force=force) as out:
+        preds = pd.concat([pd.read_parquet(p / "predictions.parquet") for p, _ in infos], ignore_index=True)
+        if not by_genes:  # the run's order: gene-major, individuals as the genotype file lists them
+            order = {g: k for k, g in enumerate(dict.fromkeys(preds["gene_id"]))}
+            preds = preds.sort_values("gene_id", key=lambda c: c.map(order), kind="stable").reset_index(drop=True)
+        preds.to_parquet(out / "predictions.parquet", index=False)
+        if by_genes:
+            _concat_tsv([p / "predicted_expression.tsv" for p, _ in infos], out / "predicted_expression.tsv")
+        else:  # individuals are columns: join them as text, numbers exactly as the parts wrote them
+            wide = [pd.read_csv(p / "predicted_expression.tsv", sep="\t", dtype=str, keep_default_na=False)
+                    for p, _ in infos]
+            pd.concat([wide[0], *[w.iloc[:, 4:] for w in wide[1:]]], axis=1).to_csv(
+                out / "predicted_expression.tsv", sep="\t", index=False)
+        for name in ("reference.tsv", "variant_effects.tsv"):
+            if (first_part / name).exists():
+                sources = [p / name for p, _ in infos] if by_genes else [first_part / name]
+                _concat_tsv(sources, out / name)
+        summary = dict(first)
+        for key in ("windows_requested", "windows_unique", "windows_predicted", "cache_hits", "variants",
+                    "missing_calls", "unphased_calls", "skipped_overlapping", "skipped_ref_mismatch",
+                    "skipped_symbolic", "genes_padded", "seconds", "build_seconds"):
+            summary[key] = sum(info.get(key) or 0 for _, info in infos)
+        if by_genes:
+            summary["genes"] = sum(info["genes"] for _, info in infos)
+        else:
+            summary["individuals"] = sum(info["individuals"] for _, info in infos)
+        summary["shard"] = None
+        summary["collected_from"] = [str(p) for p, _ in infos]
+        if (first_part / PER_GENE_EXACT).exists():
+            per_gene = pd.concat([pd.read_parquet(p / PER_GENE_EXACT) for p, _ in infos], ignore_index=True)
+            heldout = pd.concat([pd.read_parquet(p / HELDOUT_FILE) for p, _ in infos], ignore_index=True)
+            weights = pd.concat([pd.read_csv(p / WEIGHTS_FILE, sep="\t", dtype={"gene_id": str, "variant_id": str})
+                                 for p, _ in infos], ignore_index=True)
+            folds = pd.read_csv(first_part / "folds.tsv", sep="\t", dtype={"individual": str})
+            config = dict(first.get("evaluation", {}).get("config", {}))
+            for key in ("genes_predicted", "genes_without_expression", "genes_too_few_individuals"):
+                if key in config:
+                    config[key] = sum((info.get("evaluation") or {}).get("config", {}).get(key, 0) for _, info in infos)
+            result = CohortResult(per_gene=per_gene, summary=summarize(per_gene, config), heldout=heldout,
+                                  weights=weights, folds=dict(zip(folds["individual"], folds["fold"], strict=True)))
+            write_cohort_report(result, out)
+            summary["evaluation"] = result.summary
+        (out / "personalize.json").write_text(json.dumps(summary, indent=1, default=_json_default) + "\n")
+    return summary

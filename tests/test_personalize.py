@@ -206,3 +206,45 @@ def test_expression_ids_match_as_the_evaluation_does(cohort, tmp_path):
     assert "DEMOG00001.5" in result.output and "genes DEMOG" in result.output, result.output
     assert "genes ━" not in result.output  # refused before predicting
     assert not (tmp_path / "o").exists()
+
+
+def test_shards_collected_equal_one_run(cohort, run, tmp_path):
+    """--shard I/N by genes (with the evaluation) and by individuals, joined by collect: the same
+    predictions and per-gene scores as one process."""
+    from epx.personalize import collect_personalize
+
+    out, cache, _ = run
+    parts = []
+    for i in (1, 2, 3):
+        part = tmp_path / f"part{i}"
+        result = _run(cohort, part, "--variant-effects", "--expression", str(cohort / "expression.bed"),
+                      "--en-alphas", "20", "--inner-folds", "3", "--shard", f"{i}/3", cache=cache)
+        assert result.exit_code == 0, result.output
+        parts.append(part)
+    collected = tmp_path / "collected"
+    collect_personalize(parts, collected)
+    for name in ("predictions.parquet", "heldout_predictions.parquet", "per_gene.parquet"):
+        pd.testing.assert_frame_equal(pd.read_parquet(collected / name), pd.read_parquet(out / name))
+    for name in ("predicted_expression.tsv", "reference.tsv", "variant_effects.tsv", "en_weights.tsv"):
+        assert (collected / name).read_text() == (out / name).read_text(), name
+    whole = json.loads((out / "summary.json").read_text())
+    joined = json.loads((collected / "summary.json").read_text())
+    assert joined["methods"] == whole["methods"]
+    # by individuals (no evaluation): predictions joined back in the genotype file's order
+    ind_parts = []
+    for i in (1, 2):
+        part = tmp_path / f"ind{i}"
+        result = _run(cohort, part, "--shard", f"{i}/2", "--shard-by", "individuals", cache=cache)
+        assert result.exit_code == 0, result.output
+        ind_parts.append(part)
+    collect_personalize(ind_parts, tmp_path / "ind")
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "ind" / "predictions.parquet"),
+                                  pd.read_parquet(out / "predictions.parquet"))
+    # parts of different runs, a missing part, the same part twice
+    with pytest.raises(Exception, match="different personalize runs"):
+        collect_personalize([parts[0], ind_parts[1]], tmp_path / "bad1")
+    with pytest.raises(Exception, match="missing"):
+        collect_personalize(parts[:2], tmp_path / "bad2")
+    with pytest.raises(Exception, match="twice"):
+        collect_personalize([parts[0], parts[0], parts[1]], tmp_path / "bad3")
+    assert not any((tmp_path / f"bad{i}").exists() for i in (1, 2, 3))
