@@ -920,6 +920,57 @@ def import_deepchrome(
     console.info(f"wrote {output}")
 
 
+# -- epx workflow -------------------------------------------------------------------------------
+
+workflow_app = _EpxTyper(help="Run every step as Snakemake jobs: featurize shards, merge, one job per (model, fold, "
+                         "seed), collect, stack, report, submit.", short_help="Scale out with Snakemake.",
+                         no_args_is_help=True)
+app.add_typer(workflow_app, name="workflow")
+
+
+@workflow_app.command("check")
+def workflow_check(
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Workflow config (YAML).")],
+) -> None:
+    """Validate CONFIG (schema, input files, installed models) without running anything."""
+    from epx import console
+    from epx.workflow.config import load
+
+    c = load(config)
+    console.table(f"Workflow {config}", ["item", "value"], [
+        ["output", c["output"]], ["featurize jobs", str(len(c["featurize"]["shards"]))],
+        ["models", ", ".join(f"{k} ({v['model']}, {v['seeds']} seed(s))" for k, v in c["models"].items())],
+        ["stack", ", ".join(c["stack"]["runs"]) if c.get("stack") else "-"],
+        ["submit", c["submit"]["cell"] if c.get("submit") else "-"]])
+    console.info(f"{config} is valid")
+
+
+@workflow_app.command("run", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def workflow_run(
+    ctx: typer.Context,
+    config: Annotated[Path, typer.Argument(metavar="CONFIG", help="Workflow config (YAML).")],
+    cores: Annotated[int, typer.Option("--cores", min=1, metavar="N", help="Local cores (ignored when the Snakemake arguments set --cores, --jobs or --profile).")] = 1,
+) -> None:
+    """Validate CONFIG, then run the workflow with Snakemake; arguments after `--` go to Snakemake
+    (e.g. `-- --profile slurm`, `-- -n` for a dry run)."""
+    import subprocess
+
+    from epx.workflow.config import load, snakemake_command
+
+    load(config)  # every config problem is one line before any job starts
+    cmd = snakemake_command(config, list(ctx.args), cores)
+    raise typer.Exit(subprocess.call(cmd))
+
+
+@workflow_app.command("path")
+def workflow_path() -> None:
+    """Print the Snakefile's path (to run snakemake yourself) and the profiles directory."""
+    from epx.workflow.config import PROFILES, SNAKEFILE
+
+    typer.echo(str(SNAKEFILE))
+    typer.echo(str(PROFILES))
+
+
 def main() -> None:
     """Console-script entry point."""
     complete = os.environ.get("_EPX_COMPLETE", "")
