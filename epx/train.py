@@ -17,6 +17,12 @@ writes a run directory:
       models/FOLD/      each fold's fitted model(s): fold_NAME[_seedS][_innerJ]
       log.txt
 
+A partial run (``--fold NAMES`` / ``--only-seed S``: some outer folds, some seed values) has
+config.json (with ``partial``: its folds and seeds, the run's, and an identity), split.tsv,
+dataset_genes.txt, log.txt, those folds' models/ and parts/fold_NAME_seedS.{parquet,json,shap.npy}
+(predictions before the seed and fold means, importance and SHAP per model); ``epx collect``
+assembles the parts with the same code into the run above.
+
 With ``seeds`` K > 1, every fold trains each of its models with seeds ``seed, seed+1, ...``;
 the predictions (and metrics) are the seed-averaged ensemble's, and each seed's are kept to
 report the spread across seeds.
