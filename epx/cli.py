@@ -514,6 +514,8 @@ def train(
     seed: _Seed = 0,
     seeds: _Seeds = 1,
     shap_rows: Annotated[int, typer.Option("--shap-rows", metavar="N", help="Test rows per fold to explain with SHAP (0 = none).")] = 500,
+    fold: Annotated[list[str] | None, typer.Option("--fold", metavar="NAMES", help="Train these outer folds only (repeatable or comma-separated) into a partial run; epx collect assembles the parts.")] = None,
+    only_seed: Annotated[list[str] | None, typer.Option("--only-seed", metavar="S", help="With --seeds K: train these seed values only (repeatable or comma-separated) into a partial run; epx collect assembles the parts.")] = None,
     force: _Force = False,
 ) -> None:
     """Train a model with chromosome-aware cross-validation and write a run directory."""
@@ -527,9 +529,45 @@ def train(
         model=model, split_file=split_file, split_subset=split_subset, loco=loco, chr_kfold=chr_kfold, holdout=holdout,
         random=random, test=test, train_cells=train_cells, predict_cells=predict_cells, predict_cells_old=predict_cells_old,
         target=target, param=param, config=config, seed=seed, seeds=seeds, inner_k=inner[1] if inner else None, shap_rows=shap_rows,
-        assays=list(dict.fromkeys(_split_list(assays))), bins=tuple(_split_list([bins] if bins else None)))
+        assays=list(dict.fromkeys(_split_list(assays))), bins=tuple(_split_list([bins] if bins else None)),
+        folds=list(dict.fromkeys(_split_list(fold))), only_seeds=_seed_list(only_seed))
     summary = run_train(dataset, output, options, split_opts, force=force)
+    if "partial" in summary:
+        part = summary["partial"]
+        keys = [k for k in (summary["folds"][0] if summary["folds"] else {}) if k not in ("fold", "seed")]
+        console.table(f"{model} on {dataset}: partial run", ["fold", "seed", *keys],
+                      [[m["fold"], str(m["seed"]), *[_fmt(m[k]) for k in keys]] for m in summary["folds"]])
+        console.info(f"wrote {output} (partial: folds {', '.join(part['folds'])}, seeds "
+                     f"{', '.join(map(str, part['seeds']))}; assemble the parts with epx collect)")
+        return
     _print_metrics(summary, f"{model} on {dataset}")
+    console.info(f"wrote {output}")
+
+
+def _seed_list(values: list[str] | None) -> list[int]:
+    from epx.errors import EpxError
+
+    out = []
+    for v in _split_list(values):
+        try:
+            out.append(int(v))
+        except ValueError:
+            raise EpxError(f"--only-seed takes seed values (integers), got {v!r}") from None
+    return list(dict.fromkeys(out))
+
+
+@app.command(short_help="Assemble partial runs (epx train --fold) into one run.")
+def collect(
+    parts: Annotated[list[Path], typer.Argument(metavar="RUN_PART...", help="Partial runs of epx train --fold/--only-seed, together every fold and seed once.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Run directory to write.")],
+    force: _Force = False,
+) -> None:
+    """Assemble partial runs into the run one epx train process writes (same predictions and metrics)."""
+    from epx import console
+    from epx.collect import collect as run_collect
+
+    summary = run_collect(parts, output, force=force)
+    _print_metrics(summary, f"collected {len(parts)} parts")
     console.info(f"wrote {output}")
 
 

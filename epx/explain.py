@@ -100,6 +100,10 @@ def run_input_kind(run_dir: str | Path) -> str:
         config = json.loads(config_path.read_text())
     except (OSError, ValueError):
         return "tabular"
+    if isinstance(config, dict):
+        from epx.predict import refuse_partial
+
+        refuse_partial(run, config)
     return "binned" if isinstance(config, dict) and config.get("input_kind") == "binned" else "tabular"
 
 

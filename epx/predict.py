@@ -49,7 +49,17 @@ def read_run_config(run_dir: Path) -> dict[str, Any]:
         raise InputFileError("run directory not found", path=run_dir)
     if not path.is_file() or not (run_dir / "models").is_dir():
         raise InputFileError("not an epx run (no config.json and models/); make one with epx train", path=run_dir)
-    return read_json_file(path, "config.json")
+    config = read_json_file(path, "config.json")
+    refuse_partial(run_dir, config)
+    return config
+
+
+def refuse_partial(run_dir: Path, config: dict[str, Any]) -> None:
+    """A partial run (epx train --fold/--only-seed) is not a run until epx collect assembles it."""
+    partial = config.get("partial")
+    if isinstance(partial, dict):
+        raise InputFileError(f"a partial run (folds {', '.join(map(str, partial.get('folds', [])))}); assemble the "
+                             "parts with epx collect PART... -o RUN first", path=run_dir)
 
 
 def run_spec(run_dir: Path, config: dict[str, Any]) -> ModelSpec:

@@ -40,6 +40,10 @@ def read_run(path: str | Path) -> dict[str, Any]:
         preds = read_parquet_file(p / "predictions.parquet", "predictions file")
         return {"path": p, "config": read_json_file(p / "config.json", "config.json"), "oof": preds.iloc[:0], "test": preds}
     if not (p / "oof.parquet").is_file() or not (p / "config.json").is_file():
+        if (p / "config.json").is_file():
+            from epx.predict import refuse_partial
+
+            refuse_partial(p, read_json_file(p / "config.json", "config.json"))
         raise InputFileError("not an epx run directory (no oof.parquet/config.json); make one with epx train", path=p)
     return {
         "path": p,

@@ -17,6 +17,12 @@ writes a run directory:
       models/FOLD/      each fold's fitted model(s): fold_NAME[_seedS][_innerJ]
       log.txt
 
+A partial run (``--fold NAMES`` / ``--only-seed S``: some outer folds, some seed values) has
+config.json (with ``partial``: its folds and seeds, the run's, and an identity), split.tsv,
+dataset_genes.txt, log.txt, those folds' models/ and parts/fold_NAME_seedS.{parquet,json,shap.npy}
+(predictions before the seed and fold means, importance and SHAP per model); ``epx collect``
+assembles the parts with the same code into the run above.
+
 With ``seeds`` K > 1, every fold trains each of its models with seeds ``seed, seed+1, ...``;
 the predictions (and metrics) are the seed-averaged ensemble's, and each seed's are kept to
 report the spread across seeds.
@@ -81,6 +87,9 @@ class TrainOptions:
     shap_rows: int = 500  # SHAP on a seeded sample of each fold's test rows: pred_contrib is costly
     assays: Sequence[str] = ()  # train on these assays only (binned: their tracks; tabular: their features)
     bins: Sequence[str] = ()  # binned models: the dataset's bin geometries to read (default: the spec's, or the first)
+    # a partial run (epx collect assembles the parts): these outer folds / these seed values only
+    folds: Sequence[str] = ()
+    only_seeds: Sequence[int] = ()
 
 
 def seed_values(options: TrainOptions) -> list[int]:
@@ -353,79 +362,106 @@ def train(
 
     seeds = seed_values(options)
     seeded = len(seeds) > 1
+    run_folds, only_seeds = _partial_selection(folds, seeds, options)
+    partial = only_seeds is not None
     log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"
                       + (f" seeds={','.join(map(str, seeds))}" if seeded else "")]
-    oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []
-    seed_parts: dict[int, dict[str, list[pd.DataFrame]]] = {s: {"oof": [], "test": []} for s in seeds} if seeded else {}
+    config = {
+        "epx_version": __version__, "model": spec.name, "plugin": _plugin_version(spec.name),
+        "params": params, "target": target, "task": task, "seed": options.seed, "seeds": len(seeds),
+        "seed_values": seeds, "inner_k": options.inner_k,
+        "split": split_desc, "dataset": str(Path(dataset).resolve()),
+        "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
+        "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
+        "input_kind": spec.input_kind, "features": inp.feature_names,
+        # what epx predict checks: the assays trained on, out of the dataset's
+        "assays": list(options.assays) or ds.assays, "dataset_assays": ds.assays,
+        "geometry": dataset_geometry(ds.meta),
+        # binned models: the geometries read and whether distal regions were (epx predict checks both)
+        "geometries": geometries, "regions": inp.regions is not None,
+        "region_params": {k: ds.meta["regions"][k] for k in ("max_regions", "max_region_width")}
+        if inp.regions is not None else None,
+        # sequence models: the reference window they were trained on (epx predict checks it)
+        "sequence": {"window": ds.sequence_window, "fasta": ds.meta["sequence"]["fasta"],
+                     "sample_blake2b": ds.meta["sequence"].get("sample_blake2b")}
+        if spec.input_kind == "sequence" else None,
+    }
+    split_text = split.to_csv(sep="\t", index=False)
+    fold_outputs: list[tuple] = []
+    part_metrics: list[dict] = []
     started = time.perf_counter()
     with atomic_dir(output, "run", force=force) as tmp:
         with console.progress(progress) as bar:
-            units = f"{len(folds)} folds x {len(seeds)} seeds" if seeded else f"{len(folds)} folds"
-            task_id = bar.add_task(f"train {spec.name} ({units})", total=len(folds) * len(seeds))
+            n_seeds = len(only_seeds) if partial else len(seeds)
+            units = f"{len(run_folds)} folds x {n_seeds} seeds" if seeded else f"{len(run_folds)} folds"
+            task_id = bar.add_task(f"train {spec.name} ({units})", total=len(run_folds) * n_seeds)
 
             def seed_done(fold: Fold, seed: int, metrics: dict, seconds: float) -> None:
                 if seeded:
                     log.append(f"fold {fold.name} seed {seed}: {json.dumps(metrics)} ({seconds:.1f}s)")
+                if partial:
+                    part_metrics.append({"fold": fold.name, "seed": seed, **metrics})
                 bar.advance(task_id)
 
-            for fold in folds:
+            for fold in run_folds:
                 t0 = time.perf_counter()
-                result = _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, tmp, seed_done)
-                oof, test, imp, shap, metrics, per_seed = result
-                oof_parts.append(oof)
-                test_parts.append(test)
-                if imp is not None:
-                    imp_parts.append(imp)
-                if shap is not None:
-                    shap_parts.append(shap)
-                for seed, (seed_oof, seed_test) in per_seed.items():
-                    seed_parts[seed]["oof"].append(seed_oof)
-                    seed_parts[seed]["test"].append(seed_test)
-                fold_metrics.append({"fold": fold.name, **metrics})
-                log.append(f"fold {fold.name}: train={len(fold.train)} valid={len(fold.valid)} test={len(fold.test)} "
-                           f"{json.dumps(metrics)} ({time.perf_counter() - t0:.1f}s)")
-        oof_table = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
-        test_table = _average_test(test_parts)
-        summary = _summarise(fold_metrics, oof_table, test_table, task)
-        seed_table = None
-        if seeded:
-            seed_table, summary["seeds"] = _seed_results(seed_parts, task)
-        config = {
-            "epx_version": __version__, "model": spec.name, "plugin": _plugin_version(spec.name),
-            "params": params, "target": target, "task": task, "seed": options.seed, "seeds": len(seeds),
-            "seed_values": seeds, "inner_k": options.inner_k,
-            "split": split_desc, "dataset": str(Path(dataset).resolve()),
-            "dataset_fingerprint": ds.meta.get("fingerprint") or ds.meta.get("source"),
-            "train_cells": list(options.train_cells), "predict_cells": list(options.predict_cells),
-            "input_kind": spec.input_kind, "features": inp.feature_names,
-            # what epx predict checks: the assays trained on, out of the dataset's
-            "assays": list(options.assays) or ds.assays, "dataset_assays": ds.assays,
-            "geometry": dataset_geometry(ds.meta),
-            # binned models: the geometries read and whether distal regions were (epx predict checks both)
-            "geometries": geometries, "regions": inp.regions is not None,
-            "region_params": {k: ds.meta["regions"][k] for k in ("max_regions", "max_region_width")}
-            if inp.regions is not None else None,
-            # sequence models: the reference window they were trained on (epx predict checks it)
-            "sequence": {"window": ds.sequence_window, "fasta": ds.meta["sequence"]["fasta"],
-                         "sample_blake2b": ds.meta["sequence"].get("sample_blake2b")}
-            if spec.input_kind == "sequence" else None,
-        }
-        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
-        split.to_csv(tmp / "split.tsv", sep="\t", index=False)
+                frame, results = _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, tmp,
+                                           seed_done, only_seeds)
+                counts = f"train={len(fold.train)} valid={len(fold.valid)} test={len(fold.test)}"
+                if partial:
+                    save_part(tmp, frame, results, counts)
+                    continue
+                fold_outputs.append((fold.name, combine_fold(frame, results, task, inp.feature_names, seeded)))
+                log.append(f"fold {fold.name}: {counts} {json.dumps(fold_outputs[-1][1][4])} "
+                           f"({time.perf_counter() - t0:.1f}s)")
+        (tmp / "split.tsv").write_text(split_text)
         # the genes the inputs were normalised over (per cell line, at featurize time): epx predict
         # scales another dataset's inputs over the same genes
         (tmp / "dataset_genes.txt").write_text("\n".join(ds.genes["gene_id"]) + "\n")
-        oof_table.to_parquet(tmp / "oof.parquet", index=False)
-        test_table.to_parquet(tmp / "test.parquet", index=False)
-        if seed_table is not None:
-            seed_table.to_parquet(tmp / "seed_predictions.parquet", index=False)
-        (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_nan_to_none) + "\n")
-        if imp_parts:
-            pd.concat(imp_parts, ignore_index=True).to_csv(tmp / "importance.tsv", sep="\t", index=False)
-        if shap_parts:
-            pd.concat(shap_parts, ignore_index=True).to_parquet(tmp / "shap.parquet", index=False)
+        if partial:
+            identity, fields = run_identity(config, split_text, options.shap_rows)
+            config["partial"] = {"folds": [f.name for f in run_folds], "seeds": list(only_seeds),
+                                 "all_folds": [f.name for f in folds], "all_seeds": seeds,
+                                 "identity": identity, "identity_fields": fields}
+            summary: dict[str, Any] = {"task": task, "partial": config["partial"], "folds": part_metrics}
+        else:
+            summary = write_results(tmp, fold_outputs, task, seeded)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2, default=str) + "\n")
         log.append(f"done in {time.perf_counter() - started:.1f}s")
         (tmp / "log.txt").write_text("\n".join(log) + "\n")
+    return summary
+
+
+def write_results(tmp: Path, fold_outputs: list[tuple], task: str, seeded: bool) -> dict[str, Any]:
+    """Write oof.parquet, test.parquet, metrics.json (and seed_predictions.parquet, importance.tsv,
+    shap.parquet) from each fold's ``(name, combine_fold output)``, in fold order; returns the metrics."""
+    oof_parts, test_parts, imp_parts, shap_parts, fold_metrics = [], [], [], [], []
+    seed_parts: dict[int, dict[str, list[pd.DataFrame]]] = {}
+    for name, (oof, test, imp, shap, metrics, per_seed) in fold_outputs:
+        oof_parts.append(oof)
+        test_parts.append(test)
+        if imp is not None:
+            imp_parts.append(imp)
+        if shap is not None:
+            shap_parts.append(shap)
+        for seed, (seed_oof, seed_test) in per_seed.items():
+            seed_parts.setdefault(seed, {"oof": [], "test": []})
+            seed_parts[seed]["oof"].append(seed_oof)
+            seed_parts[seed]["test"].append(seed_test)
+        fold_metrics.append({"fold": name, **metrics})
+    oof_table = pd.concat(oof_parts, ignore_index=True) if oof_parts else pd.DataFrame()
+    test_table = _average_test(test_parts)
+    summary = _summarise(fold_metrics, oof_table, test_table, task)
+    oof_table.to_parquet(tmp / "oof.parquet", index=False)
+    test_table.to_parquet(tmp / "test.parquet", index=False)
+    if seeded:
+        seed_table, summary["seeds"] = _seed_results(seed_parts, task)
+        seed_table.to_parquet(tmp / "seed_predictions.parquet", index=False)
+    (tmp / "metrics.json").write_text(json.dumps(summary, indent=2, default=_nan_to_none) + "\n")
+    if imp_parts:
+        pd.concat(imp_parts, ignore_index=True).to_csv(tmp / "importance.tsv", sep="\t", index=False)
+    if shap_parts:
+        pd.concat(shap_parts, ignore_index=True).to_parquet(tmp / "shap.parquet", index=False)
     return summary
 
 
@@ -473,13 +509,37 @@ def _check_training_labels(split: pd.DataFrame, inp: _Inputs, folds: list[Fold])
                              "or train on other cells with --train-cells")
 
 
+@dataclass
+class FoldFrame:
+    """One outer fold's predicted rows: the table its predictions extend and the masks over it."""
+
+    name: str
+    base: pd.DataFrame  # gene_id, gene_name, cell_line, chrom, fold, y_true
+    is_oof: np.ndarray
+    is_test: np.ndarray
+    scored: np.ndarray
+    shap_idx: np.ndarray  # the rows of ``base`` SHAP explains
+
+
+@dataclass
+class SeedResult:
+    """One seed's models of one fold: their predictions (the inner models' mean), importance
+    dicts and SHAP arrays (one per model, in training order)."""
+
+    seed: int
+    preds: dict[str, np.ndarray]
+    imps: list[dict] = field(default_factory=list)
+    shaps: list[np.ndarray] = field(default_factory=list)
+
+
 def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, target: str, task: str,
               model_cls: type, params: dict, options: TrainOptions, run_dir: Path,
-              seed_done: Callable[[Fold, int, dict, float], None] | None = None):
+              seed_done: Callable[[Fold, int, dict, float], None] | None = None,
+              only_seeds: Sequence[int] | None = None) -> tuple[FoldFrame, list[SeedResult]]:
     """Train one outer fold's models (per seed, per inner fold) and predict its held-out rows.
 
-    Returns the seed-averaged oof and test tables, importance, SHAP, the fold's metrics and, with
-    several seeds, each seed's (oof, test) tables."""
+    Returns the fold's rows and each seed's results (``only_seeds``: those seeds only);
+    :func:`combine_fold` averages them."""
     labelled = np.isfinite(inp.value)
     train_idx = fold.train[labelled[fold.train]]
     valid_idx = fold.valid[labelled[fold.valid]]
@@ -507,12 +567,14 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
     is_oof, is_test, scored = _fold_parts(rows)
     seeds = seed_values(options)
     shap_idx = _shap_sample(len(test_data), options.shap_rows, options.seed)  # the same rows for every model
-    per_seed: list[dict[str, np.ndarray]] = []
-    imps: list[dict] = []
-    shaps: list[np.ndarray] = []
+    frame = FoldFrame(fold.name, base, is_oof, is_test, scored, shap_idx)
+    results: list[SeedResult] = []
     for seed in seeds:
+        if only_seeds is not None and seed not in only_seeds:
+            continue
         t0 = time.perf_counter()
         outputs: dict[str, list[np.ndarray]] = {"y_pred": [], "y_score": [], "proba": []}
+        result = SeedResult(seed, {})
         for j, (tr, va) in enumerate(members):
             model = model_cls(params, task, seed)
             model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
@@ -522,40 +584,50 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
             if hasattr(model, "predict_proba"):
                 outputs["proba"].append(np.asarray(model.predict_proba(test_data), dtype=np.float64))
             if hasattr(model, "importance"):
-                imps.append(model.importance())
+                result.imps.append(model.importance())
             if hasattr(model, "contributions") and options.shap_rows > 0:
                 sample = FoldData(X=test_data.X[shap_idx], y=None, rows=test_data.rows.iloc[shap_idx].reset_index(drop=True),
                                   feature_names=test_data.feature_names)
-                shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
+                result.shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
             model.save(run_dir / "models" / model_dir_name(fold.name, seed if len(seeds) > 1 else None,
                                                            j if len(members) > 1 else None))
-        per_seed.append({k: np.mean(v, axis=0) for k, v in outputs.items() if v})  # the inner models' mean
+        result.preds = {k: np.mean(v, axis=0) for k, v in outputs.items() if v}  # the inner models' mean
+        results.append(result)
         if seed_done is not None:
-            y_pred = per_seed[-1]["y_pred"]
+            y_pred = result.preds["y_pred"]
             seed_done(fold, seed, evaluate(base["y_true"].to_numpy()[scored], y_pred[scored], binary=task == "binary"),
                       time.perf_counter() - t0)
-    table = base.assign(**{k: np.mean([p[k] for p in per_seed], axis=0) for k in per_seed[0]})  # the seeds' mean
+    return frame, results
+
+
+def combine_fold(frame: FoldFrame, results: list[SeedResult], task: str, feature_names: Sequence[str], seeded: bool):
+    """A fold's seed-averaged oof and test tables, importance, SHAP, metrics and, when ``seeded``,
+    each seed's (oof, test) tables, from its seeds' results (in seed order)."""
+    base, is_oof, is_test, scored = frame.base, frame.is_oof, frame.is_test, frame.scored
+    table = base.assign(**{k: np.mean([r.preds[k] for r in results], axis=0) for k in results[0].preds})  # the seeds' mean
     oof, test = table[is_oof], table[is_test]
     metrics = evaluate(table["y_true"].to_numpy()[scored], table["y_pred"].to_numpy()[scored], binary=task == "binary")
     seed_tables = {}
-    if len(seeds) > 1:
-        for seed, preds in zip(seeds, per_seed, strict=True):
-            t = base.assign(y_pred=preds["y_pred"])
-            seed_tables[seed] = (t[is_oof], t[is_test])
+    if seeded:
+        for r in results:
+            t = base.assign(y_pred=r.preds["y_pred"])
+            seed_tables[r.seed] = (t[is_oof], t[is_test])
+    imps = [d for r in results for d in r.imps]
+    shaps = [a for r in results for a in r.shaps]
     imp = None
     if imps:
         merged: dict[str, float] = {}
         for d in imps:
             for k, v in d.items():
                 merged[k] = merged.get(k, 0.0) + float(v) / len(imps)
-        imp = pd.DataFrame({"fold": fold.name, "feature": list(merged), "gain": list(merged.values())})
+        imp = pd.DataFrame({"fold": frame.name, "feature": list(merged), "gain": list(merged.values())})
     shap = None
     if shaps:
-        rows = rows.iloc[shap_idx].reset_index(drop=True)
+        rows = base.iloc[frame.shap_idx].reset_index(drop=True)
         contrib = np.mean(shaps, axis=0)
-        names = [*test_data.feature_names, "bias"] if contrib.shape[1] == len(test_data.feature_names) + 1 else [f"c{i}" for i in range(contrib.shape[1])]
+        names = [*feature_names, "bias"] if contrib.shape[1] == len(feature_names) + 1 else [f"c{i}" for i in range(contrib.shape[1])]
         shap = pd.DataFrame(contrib, columns=names)
-        shap.insert(0, "fold", fold.name)
+        shap.insert(0, "fold", frame.name)
         shap.insert(0, "cell_line", rows["cell_line"].to_numpy())
         shap.insert(0, "gene_id", rows["gene_id"].to_numpy())
     return oof, test, imp, shap, metrics, seed_tables
@@ -660,3 +732,80 @@ def _seed_results(parts: dict[int, dict[str, list[pd.DataFrame]]], task: str) ->
 
 def _finite_or_none(v: float) -> float | None:
     return float(v) if np.isfinite(v) else None
+
+
+# -- partial runs (epx train --fold / --only-seed; epx collect assembles them) -------------------
+
+PARTS_DIR = "parts"  # a partial run's per-(fold, seed) predictions, importance and SHAP, before averaging
+IDENTITY_FIELDS = ("epx_version", "model", "plugin", "params", "target", "seed_values", "inner_k", "split",
+                   "dataset_fingerprint", "train_cells", "predict_cells", "features", "assays", "geometries",
+                   "shap_rows")
+
+
+def _partial_selection(folds: list[Fold], seeds: list[int], options: TrainOptions) -> tuple[list[Fold], list[int] | None]:
+    """The folds and seeds this run trains: all of them, or (``--fold``/``--only-seed``) a partial
+    run's, whose seeds are returned (None for a complete run)."""
+    if not options.folds and not options.only_seeds:
+        return folds, None
+    names = [f.name for f in folds]
+    unknown = [n for n in options.folds if n not in names]
+    if unknown:
+        raise SplitError(f"unknown fold {unknown[0]!r}; the split's folds are {', '.join(names)}")
+    bad = [s for s in options.only_seeds if s not in seeds]
+    if bad:
+        raise EpxError(f"--only-seed {bad[0]} is not one of this run's seeds {', '.join(map(str, seeds))} "
+                       f"(--seed {options.seed} --seeds {len(seeds)})")
+    chosen = set(options.folds) or set(names)
+    only = [s for s in seeds if s in set(options.only_seeds)] if options.only_seeds else list(seeds)
+    return [f for f in folds if f.name in chosen], only
+
+
+def _digest(value: Any) -> str:
+    import hashlib
+
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def run_identity(config: dict[str, Any], split_text: str, shap_rows: int) -> tuple[str, dict[str, str]]:
+    """What makes parts of one run: a digest of each field that changes the predictions (the split
+    as written to split.tsv), and one of them all."""
+    values = {**config, "split": split_text, "shap_rows": shap_rows}
+    fields = {k: _digest(values.get(k)) for k in IDENTITY_FIELDS}
+    return _digest(fields), fields
+
+
+def part_name(fold: str, seed: int) -> str:
+    return f"fold_{fold}_seed{seed}"
+
+
+def save_part(run_dir: Path, frame: FoldFrame, results: list[SeedResult], counts: str) -> None:
+    """A partial run's record of each seed of one fold: predictions before the seed mean (with the
+    fold's masks), importance and SHAP per model, so epx collect computes exactly what train does."""
+    out = run_dir / PARTS_DIR
+    out.mkdir(exist_ok=True)
+    for r in results:
+        stem = out / part_name(frame.name, r.seed)
+        table = frame.base.assign(_is_oof=frame.is_oof, _is_test=frame.is_test, _scored=frame.scored,
+                                  **{f"_pred_{k}": v for k, v in r.preds.items()})
+        table.to_parquet(stem.with_suffix(".parquet"), index=False)
+        meta = {"fold": frame.name, "seed": r.seed, "preds": list(r.preds), "counts": counts,
+                "shap_idx": frame.shap_idx.tolist(), "shap": bool(r.shaps),
+                "importance": [{str(k): float(v) for k, v in d.items()} for d in r.imps]}
+        (stem.with_suffix(".json")).write_text(json.dumps(meta) + "\n")
+        if r.shaps:
+            np.save(stem.with_suffix(".shap.npy"), np.stack(r.shaps))
+
+
+def load_part(run_dir: Path, fold: str, seed: int) -> tuple[FoldFrame, SeedResult, str]:
+    """What :func:`save_part` wrote for one (fold, seed): the fold's rows, the seed's results and
+    the fold's row counts."""
+    stem = run_dir / PARTS_DIR / part_name(fold, seed)
+    meta = json.loads(stem.with_suffix(".json").read_text())
+    table = pd.read_parquet(stem.with_suffix(".parquet"))
+    base = table[["gene_id", "gene_name", "cell_line", "chrom", "fold", "y_true"]]
+    frame = FoldFrame(fold, base, table["_is_oof"].to_numpy(bool), table["_is_test"].to_numpy(bool),
+                      table["_scored"].to_numpy(bool), np.asarray(meta["shap_idx"], dtype=np.int64))
+    preds = {k: table[f"_pred_{k}"].to_numpy(np.float64) for k in meta["preds"]}
+    shaps = list(np.load(stem.with_suffix(".shap.npy"))) if meta["shap"] else []
+    return frame, SeedResult(seed, preds, meta["importance"], shaps), meta["counts"]
