@@ -558,12 +558,23 @@ def _seed_list(values: list[str] | None) -> list[int]:
 
 @app.command(short_help="Assemble partial runs (epx train --fold) into one run.")
 def collect(
-    parts: Annotated[list[Path], typer.Argument(metavar="RUN_PART...", help="Partial runs of epx train --fold/--only-seed, together every fold and seed once.")],
+    parts: Annotated[list[Path], typer.Argument(metavar="RUN_PART...", help="Partial runs of epx train --fold/--only-seed (together every fold and seed once), or epx personalize --shard parts.")],
     output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Run directory to write.")],
     force: _Force = False,
 ) -> None:
-    """Assemble partial runs into the run one epx train process writes (same predictions and metrics)."""
+    """Assemble partial runs into the run one epx train process writes (same predictions and metrics),
+    or the parts of `epx personalize --shard I/N` into one personalize output."""
     from epx import console
+    from epx.outputs import epx_kind
+
+    if parts and parts[0].is_dir() and epx_kind(parts[0]) == "personalize":
+        from epx.personalize import collect_personalize
+
+        done = collect_personalize(list(parts), output, force=force)
+        console.info(f"collected {len(parts)} personalize parts: {done['genes']:,} genes x {done['individuals']:,} "
+                     "individuals")
+        console.info(f"wrote {output}")
+        return
     from epx.collect import collect as run_collect
 
     summary = run_collect(parts, output, force=force)

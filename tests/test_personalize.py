@@ -222,7 +222,8 @@ def test_shards_collected_equal_one_run(cohort, run, tmp_path):
         assert result.exit_code == 0, result.output
         parts.append(part)
     collected = tmp_path / "collected"
-    collect_personalize(parts, collected)
+    result = runner.invoke(app, ["collect", *map(str, parts), "-o", str(collected)])
+    assert result.exit_code == 0, result.output
     for name in ("predictions.parquet", "heldout_predictions.parquet", "per_gene.parquet"):
         pd.testing.assert_frame_equal(pd.read_parquet(collected / name), pd.read_parquet(out / name))
     for name in ("predicted_expression.tsv", "reference.tsv", "variant_effects.tsv", "en_weights.tsv"):
