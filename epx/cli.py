@@ -363,6 +363,7 @@ def featurize(
     labels: Annotated[list[str] | None, typer.Option("--labels", "-l", metavar="CELL=FILE", help="Expression labels of a cell line; repeatable.")] = None,
     assays: Annotated[list[str] | None, typer.Option("--assays", metavar="ASSAYS", help="Only these assays of the manifest, e.g. H3K4me3,DNase.", autocompletion=complete_assay)] = None,
     cells: Annotated[list[str] | None, typer.Option("--cells", metavar="CELLS", help="Only these cell lines of the manifest (with --fasta and no --manifest: the dataset's cell lines; default: those of --labels).", autocompletion=complete_cell)] = None,
+    chroms: Annotated[str | None, typer.Option("--chroms", metavar="CHROMS", help="Only the genes on these chromosomes, e.g. chr1,chr2: a part for epx merge (train refuses it).", autocompletion=complete_chroms)] = None,
     tss_window: Annotated[int, typer.Option("--tss-window", metavar="BP", help="TSS window size.")] = 100,
     tss_mode: Annotated[TssMode, typer.Option("--tss-mode", metavar=_choices(TSS_MODES), help="one-sided (downstream of the TSS, strand-aware) or both.")] = "one-sided",
     promoter: Annotated[int, typer.Option("--promoter", metavar="BP", help="Promoter half-width around the TSS.")] = 1000,
@@ -386,6 +387,7 @@ def featurize(
     from epx.features.geometry import parse_bins
     from epx.featurize import FeaturizeParams
     from epx.featurize import featurize as run_featurize
+    from epx.io.chroms import parse_chrom_list
 
     if bins.strip().isdigit():  # the old --bins N [--bin-size BP]
         geometries = parse_bins(f"{bin_size or 100}x{bins.strip()}")
@@ -417,7 +419,8 @@ def featurize(
         raise EpxError(f"featurize needs {', '.join(missing)} (or --list-features)")
     summary = run_featurize(genes, manifest, output, labels=labels or [], params=params, build=build,
                             workers=workers, force=force, assays=_split_list(assays), cells=_split_list(cells),
-                            pairs=pairs or [], fasta=fasta, sequence_window=sequence_window)
+                            pairs=pairs or [], fasta=fasta, sequence_window=sequence_window,
+                            chroms=parse_chrom_list(chroms) if chroms else ())
     if summary["up_to_date"]:
         console.info(f"{output} is up to date (same inputs and parameters); use --force to rebuild")
         return
@@ -433,6 +436,27 @@ def featurize(
           if summary.get("regions") else []),
         *([["reference", f"{summary['sequence']['fasta']} ({summary['sequence']['window']:,} bp windows, "
             "built per batch)"]] if summary.get("sequence") else []),
+    ])
+    console.info(f"wrote {output}")
+
+
+@app.command(short_help="Combine featurize parts into one dataset.")
+def merge(
+    datasets: Annotated[list[Path], typer.Argument(metavar="DATASET...", help="Parts written by epx featurize --cells, --assays or --chroms.")],
+    output: Annotated[Path, typer.Option("--output", "-o", metavar="DIR", help="Dataset directory to write.")],
+    force: Annotated[bool, typer.Option("--force", help="Replace the output if epx wrote it (never a file epx did not write).")] = False,
+) -> None:
+    """Combine datasets featurized in parts (split by cell line, assay or chromosome) into the dataset one featurize over everything writes."""
+    from epx import console
+    from epx.merge import merge as run_merge
+
+    summary = run_merge(datasets, output, force=force)
+    console.table(f"Dataset {output}", ["item", "value"], [
+        ["parts", str(summary["parts"])],
+        ["genes", f"{summary['genes']:,} on {len(summary['chroms'])} chromosome(s)"],
+        ["cell lines", ", ".join(summary["cell_lines"])],
+        ["assays", ", ".join(summary["assays"])],
+        ["tabular features", f"{summary['features']:,} per (gene, cell line)"],
     ])
     console.info(f"wrote {output}")
 

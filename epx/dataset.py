@@ -638,6 +638,15 @@ class RegionRows:
         return out
 
 
+def refuse_part(ds: Dataset) -> None:
+    """A part split by chromosome (``epx featurize --chroms``) is normalised over its own genes
+    only: its features are not final until ``epx merge`` combines the parts."""
+    part = ds.meta.get("partial") or {}
+    if part.get("chroms"):
+        raise DatasetError(f"this dataset is a part (genes on {', '.join(part['chroms'])} only) of a featurize split "
+                           "by chromosome; combine the parts with epx merge PART... -o DATASET first", path=ds.path)
+
+
 def load_dataset(path: str | Path) -> Dataset:
     """Open a dataset directory written by ``epx featurize`` or ``epx import``."""
     p = Path(path)

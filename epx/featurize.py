@@ -171,7 +171,8 @@ def _run_track(kind: str, path: str, genes: pd.DataFrame, params: FeaturizeParam
 
 def _fingerprint(genes_paths: Sequence[Path], manifest: Path | None, labels: Sequence[str], tracks: pd.DataFrame | None,
                  params: FeaturizeParams, build: str | None, pairs: dict[str, Path] | None = None,
-                 sequence: dict[str, Any] | None = None, cells: Sequence[str] = ()) -> dict[str, Any]:
+                 sequence: dict[str, Any] | None = None, cells: Sequence[str] = (),
+                 chroms: Sequence[str] = ()) -> dict[str, Any]:
     label_paths = [item.partition("=")[2] for item in labels]
     out: dict[str, Any] = {
         "params": {**asdict(params), "build": build},
@@ -185,6 +186,8 @@ def _fingerprint(genes_paths: Sequence[Path], manifest: Path | None, labels: Seq
             for r in tracks.itertuples()
         ] if tracks is not None else [],
     }
+    if chroms:  # a part of a featurize split by chromosome (epx merge); a whole one has no entry
+        out["selection"]["chroms"] = list(chroms)
     if pairs:
         out["pairs"] = {cell: file_fingerprint(p) for cell, p in pairs.items()}
     if sequence:  # the FASTA's identity (not its mtime: a copy is the same reference) and the window
@@ -242,6 +245,7 @@ def featurize(
     pairs: Sequence[str] = (),
     fasta: str | Path | None = None,
     sequence_window: int | None = None,
+    chroms: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Build a dataset directory. Returns a summary; ``{"up_to_date": True}`` when nothing changed.
 
@@ -253,7 +257,11 @@ def featurize(
     ``sequence_window``, default :data:`epx.sequence.windows.DEFAULT_WINDOW`) and never copied:
     windows are built from it per batch. Every gene's chromosome must be in it. With ``fasta`` and
     no ``manifest`` the dataset has no features or bins; its cell lines are ``cells``, else the
-    labels'."""
+    labels'.
+
+    ``chroms`` (canonical names): only the genes on these chromosomes. With ``chroms``, ``cells`` or
+    ``assays`` narrower than the manifest the dataset is a *part*: ``dataset.json`` records
+    ``partial`` and ``epx merge`` combines parts into what one featurize over everything writes."""
     output = Path(output)
     if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
         raise EpxError(f"--workers must be a whole number >= 1, got {workers!r}; omit it to use all cores")
@@ -277,6 +285,9 @@ def featurize(
     for message in inputs.warnings:
         console.warn(message)
     tracks = inputs.manifest
+    partial = _partial(inputs, chroms, fasta, pairs) if tracks is not None else None
+    if chroms and tracks is None:
+        raise EpxError("--chroms splits a featurize over tracks into parts for epx merge; give --manifest")
     cell_lines = _cell_lines(inputs, cells) if tracks is None else list(dict.fromkeys(tracks["cell_line"]))
     pair_files = resolve_pairs(pairs, cell_lines) if tracks is not None else {}
     if pair_files and not params.bins:
@@ -286,7 +297,8 @@ def featurize(
                        "has only BED peaks")
     sequence = _sequence_entry(inputs.genes, fasta, sequence_window) if fasta is not None else None
     fingerprint = _fingerprint([Path(g) for g in genes], None if manifest is None else Path(manifest), labels, tracks,
-                               params, build, pair_files, sequence, cell_lines)
+                               params, build, pair_files, sequence, cell_lines,
+                               partial["chroms"] if partial is not None and partial["chroms"] else ())
     if output.exists() and not force and _is_up_to_date(output, fingerprint):
         return {"up_to_date": True, "dataset": str(output)}
     refuse_overlap(output, [*genes, *([manifest] if manifest is not None else []),
@@ -303,7 +315,7 @@ def featurize(
             cells = cell_lines
         else:
             gene_table, cells, assays, bins, feature_names, regions = _compute_and_write(
-                tmp, inputs, tracks, params, build, fingerprint, workers, progress, pair_files, sequence)
+                tmp, inputs, tracks, params, build, fingerprint, workers, progress, pair_files, sequence, partial)
     return {
         "up_to_date": False,
         "dataset": str(output),
@@ -316,6 +328,52 @@ def featurize(
         "regions": regions,
         "sequence": None if sequence is None else {k: sequence[k] for k in ("fasta", "window", "padded_genes")},
     }
+
+
+def _gene_ranges(mask: np.ndarray) -> list[list[int]]:
+    """The rows where ``mask`` is true, as half-open ``[start, stop]`` runs."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], mask.astype(np.int8), [0]])))
+    return [[int(a), int(b)] for a, b in zip(edges[::2], edges[1::2], strict=True)]
+
+
+def _partial(inputs: Any, chroms: Sequence[str], fasta: Any, pairs: Sequence[str]) -> dict[str, Any] | None:
+    """The ``partial`` entry of a part (``--chroms``, or ``--cells``/``--assays`` narrower than the
+    manifest), or None for a whole dataset. Narrows ``inputs`` to the genes on ``chroms``.
+
+    It records what the part holds and what the whole holds (the manifest's tracks in order, every
+    chromosome of the gene table, the gene count), and with ``--chroms`` the rows of its genes in the
+    whole gene table, so ``epx merge`` can check the parts and put every gene back in its place."""
+    genes = inputs.genes
+    all_chroms = sorted(set(genes["chrom"]), key=chrom_sort_key)
+    wanted: list[str] = []
+    rows = None
+    if chroms:
+        if fasta is not None or pairs:
+            raise EpxError(f"--chroms cannot be combined with {'--fasta' if fasta is not None else '--pairs'}: "
+                           "epx merge combines parts of tabular features and bins only")
+        wanted = sorted(dict.fromkeys(chroms), key=chrom_sort_key)
+        unknown = [c for c in wanted if c not in set(all_chroms)]
+        if unknown:
+            raise EpxError(f"--chroms {', '.join(unknown)}: no gene of the gene table is on it (the genes are on "
+                           f"{', '.join(all_chroms[:8])}{'...' if len(all_chroms) > 8 else ''})")
+        mask = genes["chrom"].isin(wanted).to_numpy()
+        rows = _gene_ranges(mask)
+        if len(wanted) == len(all_chroms):
+            wanted, rows = [], None
+        else:
+            inputs.genes = genes[mask].reset_index(drop=True)
+            if inputs.labels is not None:
+                keep = inputs.labels["gene_id"].isin(set(inputs.genes["gene_id"]))
+                inputs.labels = inputs.labels[keep].reset_index(drop=True)
+    every, chosen = inputs.all_tracks, inputs.manifest
+    narrower = {axis: list(dict.fromkeys(chosen[col])) for axis, col in (("cells", "cell_line"), ("assays", "assay"))
+                if set(chosen[col]) != set(every[col])}
+    if not wanted and not narrower:
+        return None
+    return {"chroms": wanted or None, "cells": narrower.get("cells"), "assays": narrower.get("assays"),
+            "of": {"genes": len(genes), "chroms": all_chroms,
+                   "tracks": [[r.cell_line, r.assay, r.kind] for r in every.itertuples()]},
+            "gene_rows": rows}
 
 
 def _cell_lines(inputs: Any, cells: Sequence[str]) -> list[str]:
@@ -380,10 +438,6 @@ def _write_sequence_only(tmp: Path, inputs: Any, cells: list[str], params: Featu
         "sequence": sequence,
     }
     write_dataset(tmp, genes=gene_table, labels=inputs.labels, meta=meta)
-
-
-def _kinds(tracks: pd.DataFrame, kind: str) -> list[str]:
-    return list(dict.fromkeys(tracks.loc[tracks["kind"] == kind, "assay"]))
 
 
 def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
@@ -528,7 +582,8 @@ def _region_input(regions: pd.DataFrame, params: FeaturizeParams) -> Any:
 
 def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: FeaturizeParams, build: str | None,
                        fingerprint: dict[str, Any], workers: int | None, progress: bool,
-                       pair_files: dict[str, Path] | None = None, sequence: dict[str, Any] | None = None):
+                       pair_files: dict[str, Path] | None = None, sequence: dict[str, Any] | None = None,
+                       partial: dict[str, Any] | None = None):
     """Run every track job (each writes its bins into the dataset's memory-mapped arrays), then
     assemble and normalise the features and write the remaining dataset files into ``tmp``."""
     gene_table = inputs.genes
@@ -598,38 +653,10 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
                     if pending:
                         submit_next()
 
-    raw = _assemble(gene_table, cells, assays, results)
-    raw = derive_features(raw, gene_table, assays)
-    normalised = normalise_features(raw)
-    feature_names = [c for c in raw.columns if c not in ("gene_id", "cell_line")]
-    meta: dict[str, Any] = {
-        "kind": "featurize",
-        # for shell completion of --test/--holdout without reading the gene table
-        "chroms": sorted(set(gene_table["chrom"]), key=chrom_sort_key),
-        "cell_lines": cells,
-        "assays": assays,
-        "features": feature_names,
-        "feature_descriptions": dict(feature_catalogue(_kinds(tracks, "bigwig"), _kinds(tracks, "bed"), params)),
-        "params": {**asdict(params), "build": build},
-        "fingerprint": fingerprint,
-        "tracks": [{**r, "format": inputs.formats.get(f"{r['cell_line']}/{r['assay']}/{r['kind']}")}
-                   for r in tracks.drop(columns=["line"]).to_dict(orient="records")],
-        "bin_size": params.bin_size,
-        "n_bins": params.n_bins if specs else 0,
-        "normalisation": "log1p (signed for signed features), then z-score per cell line and feature",
-    }
-    if specs:
-        geometries = []
-        for spec in specs:
-            vfile, cfile = bin_files[spec.name]
-            stats = _bin_statistics(vfile)
-            geometries.append({"name": spec.name, "bin_size": spec.bin_size, "n_bins": spec.n_bins,
-                               "file": Path(vfile).name, "coverage": Path(cfile).name, "normalisation": stats})
-        meta["bins_normalisation"] = {
-            **geometries[0]["normalisation"],
-            "uncovered": "bases without data count as 0 in a bin; bins_coverage.npy records the covered fraction",
-        }
-        meta["geometries"] = geometries
+    raw, normalised, feature_names = tabular_features(gene_table, cells, assays, results)
+    records = [{**r, "format": inputs.formats.get(f"{r['cell_line']}/{r['assay']}/{r['kind']}")}
+               for r in tracks.drop(columns=["line"]).to_dict(orient="records")]
+    meta = dataset_meta(gene_table, records, params, build, fingerprint, feature_names, bin_files if specs else {})
     region_summary = None
     if regions is not None:
         n_with = regions.groupby("cell_line")["gene_id"].nunique().to_dict()
@@ -650,8 +677,60 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
     if sequence is not None:
         meta["sequence"] = sequence
         meta["inputs"] = {"tabular": True, "binned": bool(specs), "sequence": True}
+    if partial is not None:
+        meta["partial"] = partial
     label_table = inputs.labels
     write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised, features_raw=raw,
                   binned=bool(specs))
     shape = (len(gene_table), len(cells), len(assays), params.n_bins) if specs else None
     return gene_table, cells, assays, shape, feature_names, region_summary
+
+
+def tabular_features(genes: pd.DataFrame, cells: list[str], assays: list[str],
+                     results: dict[tuple[str, str, str], pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
+    """The tracks' tables -> (raw features, normalised features, feature names): assembled per
+    cell line, derived families added, normalised over every gene of each cell line."""
+    raw = _assemble(genes, cells, assays, results)
+    raw = derive_features(raw, genes, assays)
+    normalised = normalise_features(raw)
+    return raw, normalised, [c for c in raw.columns if c not in ("gene_id", "cell_line")]
+
+
+def dataset_meta(gene_table: pd.DataFrame, tracks: list[dict[str, Any]], params: FeaturizeParams, build: str | None,
+                 fingerprint: dict[str, Any], feature_names: list[str],
+                 bin_files: dict[str, tuple[str, str]]) -> dict[str, Any]:
+    """``dataset.json`` of a featurize over tracks (before regions, sequence and ``partial``);
+    ``tracks`` are the manifest rows with their ``format``, ``bin_files`` the geometries' files,
+    already filled (their normalisation statistics are read from them)."""
+    cells = list(dict.fromkeys(t["cell_line"] for t in tracks))
+    assays = list(dict.fromkeys(t["assay"] for t in tracks))
+    kinds = {k: list(dict.fromkeys(t["assay"] for t in tracks if t["kind"] == k)) for k in ("bigwig", "bed")}
+    specs = params.bin_specs() if bin_files else ()
+    meta: dict[str, Any] = {
+        "kind": "featurize",
+        # for shell completion of --test/--holdout without reading the gene table
+        "chroms": sorted(set(gene_table["chrom"]), key=chrom_sort_key),
+        "cell_lines": cells,
+        "assays": assays,
+        "features": feature_names,
+        "feature_descriptions": dict(feature_catalogue(kinds["bigwig"], kinds["bed"], params)),
+        "params": {**asdict(params), "build": build},
+        "fingerprint": fingerprint,
+        "tracks": tracks,
+        "bin_size": params.bin_size,
+        "n_bins": params.n_bins if specs else 0,
+        "normalisation": "log1p (signed for signed features), then z-score per cell line and feature",
+    }
+    if specs:
+        geometries = []
+        for spec in specs:
+            vfile, cfile = bin_files[spec.name]
+            stats = _bin_statistics(vfile)
+            geometries.append({"name": spec.name, "bin_size": spec.bin_size, "n_bins": spec.n_bins,
+                               "file": Path(vfile).name, "coverage": Path(cfile).name, "normalisation": stats})
+        meta["bins_normalisation"] = {
+            **geometries[0]["normalisation"],
+            "uncovered": "bases without data count as 0 in a bin; bins_coverage.npy records the covered fraction",
+        }
+        meta["geometries"] = geometries
+    return meta

@@ -42,7 +42,7 @@ import pandas as pd
 
 from epx import console
 from epx._version import __version__
-from epx.dataset import BinnedRows, Dataset, dataset_geometry, load_dataset
+from epx.dataset import BinnedRows, Dataset, dataset_geometry, load_dataset, refuse_part
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate, mean_sd
@@ -323,6 +323,7 @@ def train(
     refuse_overlap(output, [dataset, *([split_options.file] if split_options.file else [])])
     output = check_output(output, force, "run")
     ds = load_dataset(dataset)
+    refuse_part(ds)
     spec = get_spec(options.model)
     if spec.input_kind not in ds.input_kinds:
         how = {"binned": "re-run epx featurize without --no-bins (or epx import deepchrome) to add binned tracks",

@@ -20,6 +20,7 @@ class Inputs:
     manifest: pd.DataFrame | None = None
     warnings: list[str] = field(default_factory=list)
     formats: dict[str, str] = field(default_factory=dict)  # "cell/assay/kind" -> file format
+    all_tracks: pd.DataFrame | None = None  # the whole manifest, before --assays/--cells
 
 
 def load_inputs(
@@ -48,7 +49,8 @@ def load_inputs(
     label_table = read_label_files(label_files, gene_table) if label_files else None
     result = Inputs(genes=gene_table, labels=label_table)
     if manifest is not None:
-        result.manifest = select_tracks(read_manifest(manifest), assays, cells, manifest)
+        result.all_tracks = read_manifest(manifest)
+        result.manifest = select_tracks(result.all_tracks, assays, cells, manifest)
         missing = check_gene_chroms(gene_table, result.manifest, result.formats)
         for track, chroms in missing.items():
             n = int(gene_table["chrom"].isin(chroms).sum())
