@@ -22,7 +22,7 @@ from epx.cli import app
 pytestmark = pytest.mark.skipif(shutil.which("snakemake") is None and not Path(sys.executable).with_name("snakemake").exists(),
                                 reason="snakemake is installed by scripts/install.sh")
 runner = CliRunner()
-FAST = {"n_estimators": 40, "rounds_without_valid": 40, "learning_rate": 0.1}
+FAST = {"n_estimators": 40, "rounds_without_valid": 40, "learning_rate": 0.1, "n_jobs": 1}  # one thread: bit-identical fits
 
 
 def _env() -> dict[str, str]:
@@ -68,6 +68,11 @@ def test_workflow_equals_the_direct_commands(study, tmp_path):
                                "--train-cells", "X1,X2", "--test-cells", "X3", "-o", str(direct / "split.tsv")]).exit_code == 0
     assert (direct / "split.tsv").read_bytes() == (r / "split.tsv").read_bytes()
     params = [a for k, v in FAST.items() for a in ("--param", f"{k}={v}")]
+    # Snakemake runs each job with OMP_NUM_THREADS = its threads (1): BLAS on one thread here too, so
+    # sums run in the same order and predictions are bit-identical (ridge differs by 1e-11 otherwise)
+    from threadpoolctl import threadpool_limits
+
+    limits = threadpool_limits(1)
     for model, extra in (("lgbm", ["--target", "rank", *params]), ("ridge", ["--target", "rank", "--seeds", "2"])):
         out = direct / model
         result = runner.invoke(app, ["train", str(r / "dataset"), "--model", model, *extra, "--split",
@@ -78,6 +83,7 @@ def test_workflow_equals_the_direct_commands(study, tmp_path):
             pd.testing.assert_frame_equal(pd.read_parquet(out / name), pd.read_parquet(r / "runs" / model / name),
                                           check_exact=True)
         assert json.loads((out / "metrics.json").read_text()) == json.loads((r / "runs" / model / "metrics.json").read_text())
+    limits.restore_original_limits()
     assert (r / "submission" / "Doe_Jane_Project1.zip").is_file()
     assert "lgbm" in (r / "report.md").read_text()
 
