@@ -438,12 +438,13 @@ def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], p
 
 def _bin_statistics(path: str, chunk: int = 2048) -> dict[str, list]:
     """Mean and sd of log1p(bins) per (cell line, assay), streamed over genes from the file."""
-    arr = np.load(path, mmap_mode="r")
-    n, c, a, b = arr.shape
+    n, c, a, b = np.load(path, mmap_mode="r").shape
     s1 = np.zeros((c, a))
     s2 = np.zeros((c, a))
     for start in range(0, n, chunk):
+        arr = np.load(path, mmap_mode="r")  # a map per chunk: the pages read leave the RSS with it
         logged = np.log1p(np.clip(np.asarray(arr[start:start + chunk], dtype=np.float64), 0, None))
+        del arr
         s1 += logged.sum(axis=(0, 3))
         s2 += (logged * logged).sum(axis=(0, 3))
     count = max(n * b, 1)
