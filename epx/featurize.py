@@ -2,9 +2,11 @@
 
 One job per track (bigWig or BED) runs in a worker process (paths, not file handles, cross the
 process boundary); each job streams its file chromosome by chromosome through the engines in
-:mod:`epx.features.windows` (bigWig) and :mod:`epx.features.peaks` (BED). The core then assembles features per cell
-line, adds derived feature families, normalises (log1p, then z-score per cell line and feature),
-and writes the dataset atomically.
+:mod:`epx.features.windows` (bigWig) and :mod:`epx.features.peaks` (BED), writes its bins into the
+dataset's memory-mapped arrays and its features to a scratch file (:mod:`epx.features.spill`). The
+core then writes the feature tables cell line by cell line in bounded memory, with the derived
+feature families and the normalisation (log1p, then z-score per cell line and feature), and
+swaps the dataset into place atomically.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from epx import console
 from epx.dataset import META_FILE, file_fingerprint, write_dataset
 from epx.errors import EpxError
 from epx.features.derived import (
-    derive_features,
     feature_catalogue,
-    normalise_features,
     profile_entropy,
 )
 from epx.features.geometry import BinSpec
+from epx.features.spill import FeatureSpill
 from epx.features.windows import STATS, WindowSpec
 from epx.io.chroms import chrom_sort_key
 from epx.io.inputs import load_inputs
@@ -167,6 +168,14 @@ def _run_track(kind: str, path: str, genes: pd.DataFrame, params: FeaturizeParam
     if kind == "bigwig":
         return _bigwig_job(path, genes, params, regions, target)
     return _bed_job(path, genes, params, sizes)
+
+
+def _spill_track(out: str, *args: Any) -> list[str]:
+    """Run one track job and write its feature table to ``out`` at once (see
+    :mod:`epx.features.spill`): no track's table waits in memory for the others."""
+    from epx.features.spill import spill_table
+
+    return spill_table(_run_track(*args), out)
 
 
 def _fingerprint(genes_paths: Sequence[Path], manifest: Path | None, labels: Sequence[str], tracks: pd.DataFrame | None,
@@ -451,32 +460,6 @@ def _chrom_sizes(tracks: pd.DataFrame) -> dict[str, dict[str, int]]:
     return out
 
 
-def _assemble(genes: pd.DataFrame, cells: list[str], assays: list[str], results: dict) -> pd.DataFrame:
-    """Per-cell feature tables (missing assays -> NaN columns), stacked."""
-    frames = []
-    columns: list[str] = []
-    for (_cell, assay, kind), table in results.items():
-        tag = "bw" if kind == "bigwig" else "bed"
-        for c in table.columns:
-            name = f"{assay}.{tag}.{c}"
-            if name not in columns:
-                columns.append(name)
-    order = sorted(columns, key=lambda c: (assays.index(c.split(".")[0]), c.split(".")[1], columns.index(c)))
-    for cell in cells:
-        parts = {}
-        for (c, assay, kind), table in results.items():
-            if c != cell:
-                continue
-            tag = "bw" if kind == "bigwig" else "bed"
-            for col in table.columns:
-                parts[f"{assay}.{tag}.{col}"] = table[col].to_numpy()
-        frame = pd.DataFrame({name: parts.get(name, np.full(len(genes), np.nan)) for name in order})
-        frame.insert(0, "cell_line", cell)
-        frame.insert(0, "gene_id", genes["gene_id"].to_numpy())
-        frames.append(frame)
-    return pd.concat(frames, ignore_index=True)
-
-
 def _allocate(path: Path, dtype: Any, shape: tuple[int, ...]) -> None:
     """A zero-filled ``.npy`` whose blocks are reserved now: a full disk fails here, as one line,
     and not later as a SIGBUS in the worker writing through its memory map."""
@@ -509,12 +492,13 @@ def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], p
 
 def _bin_statistics(path: str, chunk: int = 2048) -> dict[str, list]:
     """Mean and sd of log1p(bins) per (cell line, assay), streamed over genes from the file."""
-    arr = np.load(path, mmap_mode="r")
-    n, c, a, b = arr.shape
+    n, c, a, b = np.load(path, mmap_mode="r").shape
     s1 = np.zeros((c, a))
     s2 = np.zeros((c, a))
     for start in range(0, n, chunk):
+        arr = np.load(path, mmap_mode="r")  # a map per chunk: the pages read leave the RSS with it
         logged = np.log1p(np.clip(np.asarray(arr[start:start + chunk], dtype=np.float64), 0, None))
+        del arr
         s1 += logged.sum(axis=(0, 3))
         s2 += (logged * logged).sum(axis=(0, 3))
     count = max(n * b, 1)
@@ -584,8 +568,9 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
                        fingerprint: dict[str, Any], workers: int | None, progress: bool,
                        pair_files: dict[str, Path] | None = None, sequence: dict[str, Any] | None = None,
                        partial: dict[str, Any] | None = None):
-    """Run every track job (each writes its bins into the dataset's memory-mapped arrays), then
-    assemble and normalise the features and write the remaining dataset files into ``tmp``."""
+    """Run every track job (each writes its bins into the dataset's memory-mapped arrays and its
+    features to a scratch file), then write the feature tables (:func:`write_feature_tables`) and
+    the remaining dataset files into ``tmp``."""
     gene_table = inputs.genes
     cells = list(dict.fromkeys(tracks["cell_line"]))
     assays = list(dict.fromkeys(tracks["assay"]))
@@ -617,7 +602,8 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
         return (r.kind, r.path, gene_table, params, sizes.get(r.cell_line),
                 region_input if target is not None and target.regions else None, target)
 
-    results: dict[tuple[str, str, str], pd.DataFrame] = {}
+    # each track's features go to a scratch file as it finishes (removed with tmp on failure)
+    spill = FeatureSpill(tmp / ".features-scratch", len(gene_table))
     jobs = list(tracks.itertuples())
     with console.progress(progress) as bar:
         overall = bar.add_task(f"featurize {len(jobs)} tracks", total=len(jobs))
@@ -627,7 +613,8 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
             for r in jobs:
                 key = (r.cell_line, r.assay, r.kind)
                 bar.update(per_track[key], visible=True)
-                results[key] = _run_track(*job_args(r))
+                out = spill.path(cells.index(r.cell_line), assays.index(r.assay), r.kind)
+                spill.add(key, out, _spill_track(str(out), *job_args(r)))
                 bar.update(per_track[key], completed=1, visible=False)
                 bar.advance(overall)
         else:
@@ -639,21 +626,22 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
                 def submit_next() -> None:
                     r = pending.pop(0)
                     key = (r.cell_line, r.assay, r.kind)
-                    futures[pool.submit(_run_track, *job_args(r))] = key
+                    out = spill.path(cells.index(r.cell_line), assays.index(r.assay), r.kind)
+                    futures[pool.submit(_spill_track, str(out), *job_args(r))] = key, out
                     bar.update(per_track[key], visible=True)
 
                 for _ in range(min(n_workers, len(pending))):
                     submit_next()
                 while futures:
                     fut = next(as_completed(futures))
-                    key = futures.pop(fut)
-                    results[key] = fut.result()  # an EpxError in a worker surfaces here, one line
+                    key, out = futures.pop(fut)
+                    spill.add(key, out, fut.result())  # an EpxError in a worker surfaces here, one line
                     bar.update(per_track[key], completed=1, visible=False)
                     bar.advance(overall)
                     if pending:
                         submit_next()
 
-    raw, normalised, feature_names = tabular_features(gene_table, cells, assays, results)
+    feature_names = write_feature_tables(tmp, gene_table, cells, assays, spill)
     records = [{**r, "format": inputs.formats.get(f"{r['cell_line']}/{r['assay']}/{r['kind']}")}
                for r in tracks.drop(columns=["line"]).to_dict(orient="records")]
     meta = dataset_meta(gene_table, records, params, build, fingerprint, feature_names, bin_files if specs else {})
@@ -680,20 +668,23 @@ def _compute_and_write(tmp: Path, inputs, tracks: pd.DataFrame, params: Featuriz
     if partial is not None:
         meta["partial"] = partial
     label_table = inputs.labels
-    write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, features=normalised, features_raw=raw,
-                  binned=bool(specs))
+    meta.setdefault("inputs", {"tabular": True, "binned": bool(specs)})  # the feature tables are written
+    write_dataset(tmp, genes=gene_table, labels=label_table, meta=meta, binned=bool(specs))
     shape = (len(gene_table), len(cells), len(assays), params.n_bins) if specs else None
     return gene_table, cells, assays, shape, feature_names, region_summary
 
 
-def tabular_features(genes: pd.DataFrame, cells: list[str], assays: list[str],
-                     results: dict[tuple[str, str, str], pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame, list[str]]:
-    """The tracks' tables -> (raw features, normalised features, feature names): assembled per
-    cell line, derived families added, normalised over every gene of each cell line."""
-    raw = _assemble(genes, cells, assays, results)
-    raw = derive_features(raw, genes, assays)
-    normalised = normalise_features(raw)
-    return raw, normalised, [c for c in raw.columns if c not in ("gene_id", "cell_line")]
+def write_feature_tables(tmp: Path, genes: pd.DataFrame, cells: list[str], assays: list[str],
+                         spill: FeatureSpill) -> list[str]:
+    """The spilled tracks' tables -> ``features_raw.parquet`` and ``features.parquet`` in ``tmp``,
+    cell line by cell line in bounded memory (assembled per cell line, derived families added,
+    normalised over every gene of each cell line: the values of ``derive_features`` and
+    ``normalise_features`` over the stacked tables); removes the scratch files and returns the
+    feature names. featurize and epx merge both write through here, so their files agree byte for
+    byte (row groups included)."""
+    names = spill.write_tables(genes, cells, assays, tmp / "features_raw.parquet", tmp / "features.parquet")
+    spill.remove()
+    return names
 
 
 def dataset_meta(gene_table: pd.DataFrame, tracks: list[dict[str, Any]], params: FeaturizeParams, build: str | None,

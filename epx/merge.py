@@ -10,12 +10,14 @@ half-open runs).
 the track file, the featurize parameters and the gene itself (its windows and bins), never on the
 other genes or tracks; the parts store those numbers unnormalised (``features_raw.parquet``, the
 ``bins*.npy`` arrays). What depends on more than one gene or track is recomputed here, from the
-merged raw values and with featurize's own functions (:func:`epx.featurize.tabular_features`,
+merged raw values and with featurize's own functions (:func:`epx.featurize.write_feature_tables`,
 :func:`epx.featurize.dataset_meta`): the derived feature families (across assays), the
 normalisation of the tabular features (over every gene of a cell line) and of the bins
-(``_bin_statistics``, streamed over the merged file in the same order). So a part's own
-normalised features and statistics are never used: a chromosome part is normalised over its own
-genes only, which is why ``epx train`` refuses one.
+(``_bin_statistics``, streamed over the merged file in the same order). Each merged track's table
+goes to a scratch file as featurize's track jobs' do (:mod:`epx.features.spill`) and the feature
+tables are written from them by the same writer, so even their parquet row groups are featurize's.
+So a part's own normalised features and statistics are never used: a chromosome part is
+normalised over its own genes only, which is why ``epx train`` refuses one.
 
 Every data file and ``dataset.json`` come out byte for byte as one featurize over everything writes
 them (tested); only the output marker ``.epx-output.json`` differs (it records when it was written).
@@ -28,7 +30,7 @@ two parts; and a (cell line, assay, chromosome) of the whole in no part.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -178,10 +180,9 @@ def _whole_labels(parts: list[_Part], genes: pd.DataFrame) -> pd.DataFrame | Non
     return labels.reset_index(drop=True).astype(frames[0].dtypes.to_dict())
 
 
-def _track_tables(parts: list[_Part], tracks: list[Track], n_genes: int) -> dict[Track, pd.DataFrame]:
-    """Each track's raw base features (what its featurize job returned), over every gene."""
+def _track_tables(parts: list[_Part], tracks: list[Track], n_genes: int) -> Iterator[tuple[Track, pd.DataFrame]]:
+    """Each track's raw base features (what its featurize job returned), over every gene, one at a time."""
     raw = {id(p): read_parquet_file(p.path / "features_raw.parquet", "dataset features") for p in parts}
-    out: dict[Track, pd.DataFrame] = {}
     for track in tracks:
         cell, assay, kind = track
         prefix = f"{assay}.{'bw' if kind == 'bigwig' else 'bed'}."
@@ -196,9 +197,9 @@ def _track_tables(parts: list[_Part], tracks: list[Track], n_genes: int) -> dict
             rows.append(part.rows)
         order = np.argsort(np.concatenate(rows), kind="stable")
         table = pd.concat(pieces, ignore_index=True) if len(pieces) > 1 else pieces[0]
-        out[track] = table.iloc[order].reset_index(drop=True)
-        assert len(out[track]) == n_genes
-    return out
+        table = table.iloc[order].reset_index(drop=True)
+        assert len(table) == n_genes
+        yield track, table
 
 
 def _fill_bins(parts: list[_Part], bin_files: dict[str, tuple[str, str]], cells: list[str], assays: list[str]) -> None:
@@ -229,7 +230,8 @@ def _fill_bins(parts: list[_Part], bin_files: dict[str, tuple[str, str]], cells:
 
 def merge(datasets: Sequence[str | Path], output: str | Path, *, force: bool = False) -> dict[str, Any]:
     """Combine the parts ``datasets`` into the dataset directory ``output``; returns a summary."""
-    from epx.featurize import FeaturizeParams, _open_arrays, dataset_meta, tabular_features
+    from epx.features.spill import FeatureSpill, spill_table
+    from epx.featurize import FeaturizeParams, _open_arrays, dataset_meta, write_feature_tables
     from epx.outputs import atomic_dir, check_output, refuse_overlap
 
     if len(datasets) < 2:
@@ -255,16 +257,21 @@ def merge(datasets: Sequence[str | Path], output: str | Path, *, force: bool = F
     params = FeaturizeParams(**params_meta)
     genes = _whole_genes(parts)
     labels = _whole_labels(parts, genes)
-    results = _track_tables(parts, tracks, len(genes))
     has_bigwig = any(t[2] == "bigwig" for t in tracks)
     with atomic_dir(output, "dataset", force=force) as tmp:
         bin_files = {}
         if has_bigwig and params.bins:
             bin_files, _ = _open_arrays(tmp, len(genes), cells, assays, params, None)
             _fill_bins(parts, bin_files, cells, assays)
-        raw, normalised, names = tabular_features(genes, cells, assays, results)
+        # as featurize: each track's table to a scratch file, then the feature tables through its writer
+        spill = FeatureSpill(tmp / ".features-scratch", len(genes))
+        for track, table in _track_tables(parts, tracks, len(genes)):
+            out = spill.path(cells.index(track[0]), assays.index(track[1]), track[2])
+            spill.add(track, out, spill_table(table, out))
+            del table
+        names = write_feature_tables(tmp, genes, cells, assays, spill)
         meta = dataset_meta(genes, records, params, build, fingerprint, names, bin_files)
-        write_dataset(tmp, genes=genes, labels=labels, meta=meta, features=normalised, features_raw=raw,
-                      binned=bool(bin_files))
+        meta.setdefault("inputs", {"tabular": True, "binned": bool(bin_files)})  # as featurize records it
+        write_dataset(tmp, genes=genes, labels=labels, meta=meta, binned=bool(bin_files))
     return {"dataset": str(output), "parts": len(parts), "genes": len(genes), "cell_lines": cells, "assays": assays,
             "features": len(names), "chroms": sorted(set(genes["chrom"]), key=chrom_sort_key)}

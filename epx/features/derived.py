@@ -63,9 +63,26 @@ def _col(raw: pd.DataFrame, name: str) -> np.ndarray:
     return raw[name].to_numpy(dtype=np.float64) if name in raw.columns else np.full(len(raw), np.nan)
 
 
+# The base features (after the assay) the derived families read; every other column passes through.
+DERIVED_INPUTS = ("bw.tss.mean0", "bw.body.mean0", "bw.promoter.mean0", "bw.bins.entropy",
+                  "bed.promoter.density", "bed.promoter.entropy")
+
+
 def derive_features(raw: pd.DataFrame, genes: pd.DataFrame, assays: list[str]) -> pd.DataFrame:
     """Add the derived families to a per-(gene, cell line) table of raw base features."""
+    return pd.concat([raw.reset_index(drop=True), pd.DataFrame(derived_columns(raw, genes, assays))], axis=1)
+
+
+def derived_columns(raw: pd.DataFrame, genes: pd.DataFrame, assays: list[str],
+                    n_rows: int | None = None) -> dict[str, np.ndarray]:
+    """The derived families of a table of raw base features, in dataset order. Every value is
+    computed within its row; ``raw`` needs only the :data:`DERIVED_INPUTS` columns the full table
+    has (a column's presence decides which families exist). ``n_rows``: rows when ``raw`` has no
+    columns (one cell line's genes)."""
     new: dict[str, np.ndarray] = {}
+    n_rows = len(raw) if n_rows is None else n_rows
+    if len(raw.columns) == 0:
+        raw = pd.DataFrame(index=range(n_rows))
     # Derived families use mean0 (no data = no signal), so sparse tracks do not turn them NaN.
     bw_assays = [a for a in assays if f"{a}.bw.tss.mean0" in raw.columns]
     keys = {assay_key(a): a for a in bw_assays}
@@ -109,10 +126,10 @@ def derive_features(raw: pd.DataFrame, genes: pd.DataFrame, assays: list[str]) -
                     new[f"{a}.x.entropy_diff"] = _col(raw, f"{a}.bw.bins.entropy") - bed_entropy
 
     geo = _geometry(genes)
-    reps = len(raw) // len(genes)
+    reps = n_rows // len(genes)
     for name, values in geo.items():
         new[name] = np.tile(values, reps)
-    return pd.concat([raw.reset_index(drop=True), pd.DataFrame(new)], axis=1)
+    return new
 
 
 class _quiet:
@@ -179,21 +196,29 @@ def normalise_features(raw: pd.DataFrame, reference: np.ndarray | None = None) -
     """
     out = raw.copy()
     names = [c for c in raw.columns if c not in ("gene_id", "cell_line") and c not in UNSCALED]
-    values = raw[names].to_numpy(dtype=np.float64)
-    signed = np.array([_is_signed(n) for n in names])
-    logged = np.where(signed, np.sign(values) * np.log1p(np.abs(values)), np.log1p(np.clip(values, 0, None)))
+    logged = log_features(raw[names].to_numpy(dtype=np.float64), names)
     cells = raw["cell_line"].to_numpy()
-    with _quiet():
-        for cell in pd.unique(cells):
-            rows = cells == cell
-            block = logged[rows]
-            basis = block if reference is None else logged[rows & reference]
-            mean = np.nanmean(basis, axis=0)
-            sd = np.nanstd(basis, axis=0)
-            sd = np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
-            logged[rows] = (block - mean) / sd
+    for cell in pd.unique(cells):
+        rows = cells == cell
+        block = logged[rows]
+        mean, sd = zscore_stats(block if reference is None else logged[rows & reference])
+        logged[rows] = (block - mean) / sd
     out[names] = logged.astype(np.float32)
     return out
+
+
+def log_features(values: np.ndarray, names: list[str]) -> np.ndarray:
+    """log1p of a (rows, features) array, sign-preserving for signed features."""
+    signed = np.array([_is_signed(n) for n in names])
+    return np.where(signed, np.sign(values) * np.log1p(np.abs(values)), np.log1p(np.clip(values, 0, None)))
+
+
+def zscore_stats(logged: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-column mean and sd (1 where 0 or undefined) of a (rows, features) array, NaN ignored."""
+    with _quiet():
+        mean = np.nanmean(logged, axis=0)
+        sd = np.nanstd(logged, axis=0)
+    return mean, np.where((sd > 0) & np.isfinite(sd), sd, 1.0)
 
 
 def feature_catalogue(bw_assays: list[str], bed_assays: list[str], params) -> list[tuple[str, str]]:
