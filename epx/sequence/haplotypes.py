@@ -177,8 +177,8 @@ class GeneHaplotypes:
     """The reference window and every selected haplotype window of one gene, deduplicated.
 
     ``windows[0]`` is the reference window; ``index[s, h]`` points haplotype ``h`` (0, 1) of sample
-    ``s`` into ``windows``. ``dosage`` is (samples, alleles) ALT-allele counts of the variants whose
-    REF starts inside the reference window, one column per ALT allele, named in ``dosage_ids``."""
+    ``s`` into ``windows``. (Genotype dosages for the elastic net come from :func:`dosage_matrix`
+    over the wider cis window, not from here.)"""
 
     gene_id: str
     chrom: str
@@ -186,8 +186,6 @@ class GeneHaplotypes:
     window: int
     windows: list[bytes]
     index: np.ndarray  # int32 (samples, 2)
-    dosage: np.ndarray  # float32 (samples, alleles)
-    dosage_ids: list[str]
     n_variants: int
     missing_calls: int = 0
     unphased_calls: int = 0
@@ -399,19 +397,6 @@ class HaplotypeBuilder:
                 windows.append(seq)
             key_window[k] = seen[seq]
         index = key_window[inverse].reshape(n_samples, 2)
-        # dosages of the variants starting inside the reference window, per ALT allele
-        cols: list[np.ndarray] = []
-        ids: list[str] = []
-        inside = (block.pos >= tss - half) & (block.pos < tss - half + L) if len(block) else []
-        for i in np.flatnonzero(inside):
-            if not usable[i]:
-                continue
-            for a, alt in enumerate(block.alts[i], start=1):
-                if not _usable(alt):
-                    continue
-                cols.append((gt[i] == a).sum(axis=1).astype(np.float32))
-                ids.append(block.ids[i] if len(block.alts[i]) == 1 else f"{block.ids[i]}>{alt}")
-        dosage = np.stack(cols, axis=1) if cols else np.zeros((n_samples, 0), np.float32)
         padded = tss - half < 0 or tss - half + L > n_chrom
         if self.keep_last:
             self.last_block, self.last_segment, self.last_usable = block, (segment, seg_start), usable
@@ -427,7 +412,7 @@ class HaplotypeBuilder:
         st.skipped_mismatch += sum(1 for g in ok if not g)
         st.skipped_symbolic += n_symbolic
         st.padded_genes += int(padded)
-        return GeneHaplotypes(gene_id, chrom, tss, L, windows, index, dosage, ids, len(block), missing, n_unphased,
+        return GeneHaplotypes(gene_id, chrom, tss, L, windows, index, len(block), missing, n_unphased,
                               overlap, sum(1 for g in ok if not g), n_symbolic, padded)
 
     def genes(self, genes) -> Iterator[GeneHaplotypes]:
