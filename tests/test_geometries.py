@@ -160,6 +160,7 @@ def test_old_plain_bins_count_still_works(run, study, tmp_path):
 
 
 def test_a_model_asking_for_a_missing_geometry_is_refused(run, study, tmp_path):
+    pytest.importorskip("epx_torch", reason="the cnn backend is installed by scripts/install.sh with torch")
     assert _featurize(run, study, tmp_path / "ds", "--bins", "500x20").exit_code == 0
     result = run("train", tmp_path / "ds", "--model", "cnn", "--bins", "100x100", "--random", "2", "-o", tmp_path / "run")
     assert_user_error(result, "100x100", "--bins 500x20,100x100")
