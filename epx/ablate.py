@@ -118,6 +118,7 @@ def ablate(
     if get_spec(options.model).input_kind == "sequence":
         raise EpxError(f"model {options.model!r} reads reference sequence, not tracks: there are no assays to ablate; "
                        "compare it with the track models with epx report")
+    _refuse_multi_process(options)
     variants = plan_variants(ds.assays, modes, ds.path)
     split, described = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
@@ -160,6 +161,20 @@ def ablate(
         }
         (tmp / "ablation.json").write_text(json.dumps(record, indent=2, default=str) + "\n")
     return {"variants": variants, "split": described, "board": board, "table": table, "reference": reference}
+
+
+def _refuse_multi_process(options: TrainOptions) -> None:
+    """An ablation trains its variants into its own temporary directory, which only this process
+    can see: a model trained across processes (devices or num_nodes above 1) runs one variant at a
+    time with epx train instead."""
+    from epx.models.contract import training_processes
+    from epx.models.plugins import get_spec
+
+    spec = get_spec(options.model)
+    _, size = training_processes(spec.load_class()(spec.resolve_params(options.params), spec.tasks[0], options.seed))
+    if size > 1:
+        raise EpxError(f"model {options.model!r} would train across {size} processes; epx ablate trains in one: "
+                       "drop --param devices/num_nodes, or train each assay set with epx train --assays")
 
 
 def _point_at(run_dir: Path, tmp_split: Path, final_split: Path) -> dict[str, Any]:

@@ -556,6 +556,8 @@ def train(
         assays=list(dict.fromkeys(_split_list(assays))), bins=tuple(_split_list([bins] if bins else None)),
         folds=list(dict.fromkeys(_split_list(fold))), only_seeds=_seed_list(only_seed))
     summary = run_train(dataset, output, options, split_opts, force=force)
+    if "secondary_rank" in summary:  # rank 0 of the multi-process training writes and reports
+        return
     if "partial" in summary:
         part = summary["partial"]
         keys = [k for k in (summary["folds"][0] if summary["folds"] else {}) if k not in ("fold", "seed")]

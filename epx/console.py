@@ -26,6 +26,13 @@ def stdout() -> Console:
     return Console(highlight=False)
 
 
+def mute() -> None:
+    """Silence tables, progress, info and warnings in this process; errors still print. For the
+    secondary ranks of a multi-process training, whose rank 0 reports for all of them."""
+    stderr().quiet = True
+    stdout().quiet = True
+
+
 def info(message: str) -> None:
     stderr().print(message)
 
@@ -39,7 +46,12 @@ def warn(message: str) -> None:
 def error(message: str) -> None:
     from rich.markup import escape
 
-    stderr().print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
+    console = stderr()
+    quiet, console.quiet = console.quiet, False  # a muted process still reports its own failure
+    try:
+        console.print(f"[bold red]error:[/bold red] [red]{escape(message)}[/red]", soft_wrap=True)
+    finally:
+        console.quiet = quiet
 
 
 class NullProgress:

@@ -46,7 +46,7 @@ from epx.dataset import BinnedRows, Dataset, dataset_geometry, load_dataset, ref
 from epx.errors import DatasetError, EpxError, LabelError, PluginError, SplitError
 from epx.io.labels import TARGETS, derive_target
 from epx.metrics import evaluate, mean_sd
-from epx.models.contract import FoldData
+from epx.models.contract import FoldData, training_processes
 from epx.models.plugins import ModelSpec, get_spec
 from epx.outputs import atomic_dir, check_output, refuse_overlap
 from epx.sequence.windows import SequenceRows
@@ -359,11 +359,17 @@ def train(
     folds = list(iter_folds(split))
     _check_training_labels(split, inp, folds)
     model_cls = spec.load_class()
-    model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
+    probe = model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
+    rank, _ = training_processes(probe)
 
     seeds = seed_values(options)
     seeded = len(seeds) > 1
     run_folds, only_seeds = _partial_selection(folds, seeds, options)
+    if rank > 0:  # a secondary rank of a multi-process training: the same fits, no files, no output
+        console.mute()
+        for fold in run_folds:
+            _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, None, None, only_seeds)
+        return {"task": task, "secondary_rank": rank}
     partial = only_seeds is not None
     log: list[str] = [f"epx {__version__} train {spec.name} target={target} task={task} split={split_desc}"
                       + (f" seeds={','.join(map(str, seeds))}" if seeded else "")]
@@ -534,13 +540,14 @@ class SeedResult:
 
 
 def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, target: str, task: str,
-              model_cls: type, params: dict, options: TrainOptions, run_dir: Path,
+              model_cls: type, params: dict, options: TrainOptions, run_dir: Path | None,
               seed_done: Callable[[Fold, int, dict, float], None] | None = None,
               only_seeds: Sequence[int] | None = None) -> tuple[FoldFrame, list[SeedResult]]:
     """Train one outer fold's models (per seed, per inner fold) and predict its held-out rows.
 
     Returns the fold's rows and each seed's results (``only_seeds``: those seeds only);
-    :func:`combine_fold` averages them."""
+    :func:`combine_fold` averages them. Without ``run_dir`` (a secondary rank of a multi-process
+    training) the models are fitted and nothing else: no predictions, no files, no results."""
     labelled = np.isfinite(inp.value)
     train_idx = fold.train[labelled[fold.train]]
     valid_idx = fold.valid[labelled[fold.valid]]
@@ -579,6 +586,8 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
         for j, (tr, va) in enumerate(members):
             model = model_cls(params, task, seed)
             model.fit(inp.fold_data(tr, True, target), inp.fold_data(va, True, target) if len(va) else None)
+            if run_dir is None:
+                continue
             outputs["y_pred"].append(_finite(np.asarray(model.predict(test_data), dtype=np.float64), options.model, fold, seed))
             if hasattr(model, "predict_score"):
                 outputs["y_score"].append(np.asarray(model.predict_score(test_data), dtype=np.float64))
@@ -592,6 +601,8 @@ def _run_fold(fold: Fold, split: pd.DataFrame, inp: _Inputs, truth: np.ndarray, 
                 result.shaps.append(np.asarray(model.contributions(sample), dtype=np.float32))
             model.save(run_dir / "models" / model_dir_name(fold.name, seed if len(seeds) > 1 else None,
                                                            j if len(members) > 1 else None))
+        if run_dir is None:
+            continue
         result.preds = {k: np.mean(v, axis=0) for k, v in outputs.items() if v}  # the inner models' mean
         results.append(result)
         if seed_done is not None:

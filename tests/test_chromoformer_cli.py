@@ -4,6 +4,10 @@ predict, explain (which distal regions the model used), and the refusals around 
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -97,3 +101,19 @@ def test_train_refuses_a_missing_geometry_naming_the_option(run, study_with_pair
     result = run("train", study_with_pairs["ds"], "--model", "cnn", "--bins", "2000x20,500x80", "--random", "2",
                  "-o", tmp_path / "r")
     assert_user_error(result, "reads one bin geometry")
+
+
+def test_two_processes_train_chromoformer_on_its_dict_batches(study_with_pairs, tmp_path):
+    """DDP with a multi-input model: every process reads its share of dict batches (bins at two
+    resolutions, regions, masks); Lightning re-runs the real epx command for the second process."""
+    out = tmp_path / "ddp"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("SLURM_", "MASTER_", "LOCAL_RANK", "NODE_RANK"))}
+    proc = subprocess.run([str(Path(sys.executable).with_name("epx")), "train", str(study_with_pairs["ds"]), "--model",
+                           "chromoformer", "--bins", "2000x20,500x80", "--target", "log1p", "--holdout", "chr2",
+                           "--test", "chr3", "--train-cells", "X1", *SMALL, "--param", "devices=2", "-o", str(out)],
+                          env=env, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    meta = json.loads(next((out / "models").glob("*/torch.json")).read_text())
+    assert meta["history"]["processes"] == 2
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert np.isfinite(metrics["overall"]["test"]["all"]["pearson"])

@@ -105,6 +105,8 @@ class Model(Protocol):
     Optional (binned models): ``attention(data) -> {name: array}`` (``bin``: rows x assays x bins,
     ``mark``: rows x assays, ``position``: rows x bins) and ``saliency(data)`` (rows x assays x
     bins, input x gradient), which ``epx explain`` asks the saved fold models for.
+    Optional: ``training_processes() -> (rank, size)`` when one model trains across several
+    processes (data-parallel on several GPUs or nodes); see :func:`training_processes`.
     """
 
     def __init__(self, params: dict[str, Any], task: str, seed: int = 0) -> None: ...
@@ -117,3 +119,18 @@ class Model(Protocol):
 
     @classmethod
     def load(cls, directory: Path) -> Model: ...
+
+
+def training_processes(model: Any) -> tuple[int, int]:
+    """``(rank, size)`` of this process among those that train one model together: ``(0, 1)``
+    for a model without the ``training_processes`` hook, the usual case.
+
+    Why the core asks: a data-parallel trainer (Lightning DDP) runs the same ``epx train`` in every
+    process (it re-runs the command line once per device, or srun starts one per task). Every
+    process must call ``fit`` for the same folds and seeds in the same order, but only rank 0 may
+    lock, check and write the output; the others train and exit quietly."""
+    hook = getattr(model, "training_processes", None)
+    if hook is None:
+        return 0, 1
+    rank, size = hook()
+    return int(rank), int(size)

@@ -26,6 +26,9 @@ TRAINER_PARAMS: dict[str, Any] = {
     "pearson_weight": 0.0,
     "valid_fraction": 0.1,
     "device": "cpu",
+    "devices": 1,
+    "num_nodes": 1,
+    "strategy": "auto",
     "threads": 1,
     "verbose": True,
 }
@@ -42,15 +45,20 @@ TRAINER_HELP = {
     "pearson_weight": "regression: loss = MSE + w x (1 - Pearson) of the batch (the histone-transformer loss has w = 1)",
     "valid_fraction": "without a validation side, hold out this seeded fraction of training genes (all their cell lines) for early stopping",
     "device": "cpu, cuda (an error when no GPU is visible) or auto (cuda when present); cuda trains in mixed precision",
+    "devices": "processes per node that train one model together, one per GPU (data-parallel, Lightning DDP); "
+               "the batch size is per process. With device=cpu, CPU processes",
+    "num_nodes": "nodes that train one model together (start one epx per task with srun; see docs/scale-out.md)",
+    "strategy": "auto (ddp when devices x num_nodes > 1), ddp, or ddp_find_unused_parameters_true",
     "threads": "torch CPU threads (0 = torch's default, all cores); these small models train fastest on one",
     "verbose": "print each epoch's train/valid loss and metric on stderr",
 }
 TRAINER_BOUNDS = {
     "lr": "(0, inf)", "weight_decay": "[0, inf)", "max_epochs": "[1, inf)", "patience": "[0, inf)",
-    "lr_factor": "(0, 1]", "lr_patience": "[0, inf)", "batch_size": "[1, inf)", "grad_clip": "[0, inf)",
+    "lr_factor": "(0, 1]", "lr_patience": "[0, inf)", "batch_size": "[1, inf)", "devices": "[1, inf)", "num_nodes": "[1, inf)", "grad_clip": "[0, inf)",
     "pearson_weight": "[0, inf)", "valid_fraction": "(0, 0.5]", "threads": "[0, inf)",
 }
-TRAINER_CHOICES = {"device": ("cpu", "cuda", "auto"), "optimizer": ("adam", "adamw")}
+TRAINER_CHOICES = {"device": ("cpu", "cuda", "auto"), "optimizer": ("adam", "adamw"),
+                   "strategy": ("auto", "ddp", "ddp_find_unused_parameters_true")}
 TASKS = ("binary", "regression", "rank")
 
 

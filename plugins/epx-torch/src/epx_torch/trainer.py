@@ -16,12 +16,23 @@ whole array is ever held. A batch is an array ``(batch, assays, bins)`` or, for 
 several inputs (``chromoformer``: bins at several resolutions and distal regions), a dict of
 arrays, handed to the trunk as a dict of tensors. Such a model also overrides
 ``input_shapes(data)`` (what ``build`` needs besides the assay count; saved in torch.json).
+
+Several processes (``devices``/``num_nodes`` above 1) train one model with Lightning's DDP: every
+process runs the same ``epx train`` (Lightning re-runs the command line once per extra device;
+srun or torchrun start them all), each reads its share of every batch of rows, gradients are
+averaged, and the validation loss that early stopping and the best checkpoint follow is reduced
+over all of them. :meth:`TorchModel.training_processes` tells the core which process is rank 0,
+the only one that writes.
 """
 
 from __future__ import annotations
 
+import atexit
 import json
 import logging
+import os
+import subprocess
+import sys
 import tempfile
 import warnings
 from pathlib import Path
@@ -57,6 +68,73 @@ def resolve_device(choice: str) -> str:
     if choice == "auto":
         return "cuda" if available else "cpu"
     return choice
+
+
+def _cluster_rank(devices: int) -> tuple[int, bool]:
+    """(global rank of this process, whether something other than Lightning started it), read
+    from the environment the way Lightning's trainer will: torchrun, then SLURM's srun, then LSF;
+    otherwise Lightning's own launcher, whose re-run children carry NODE_RANK and LOCAL_RANK."""
+    from pytorch_lightning.plugins.environments import (
+        LSFEnvironment,
+        SLURMEnvironment,
+        TorchElasticEnvironment,
+    )
+
+    for kind in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "srun is available but not used": not an error here
+            found = kind.detect()
+        if found:
+            return int(kind().global_rank()), True
+    node = int(os.environ.get("NODE_RANK", os.environ.get("GROUP_RANK", 0)))
+    return node * devices + int(os.environ.get("LOCAL_RANK", 0)), "LOCAL_RANK" in os.environ
+
+
+def _check_slurm_tasks(devices: int, nodes: int) -> None:
+    """Under srun, one task per device: a job whose tasks do not match would hang or fail inside
+    Lightning, so it is refused here, naming both settings."""
+    if "SLURM_NTASKS" not in os.environ or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
+        return  # not under srun (Lightning's own rule)
+    if int(os.environ["SLURM_NTASKS"]) == 1 and devices * nodes == 1:
+        return
+    per_node, n_nodes = os.environ.get("SLURM_NTASKS_PER_NODE"), os.environ.get("SLURM_NNODES")
+    per_node = per_node.split("(")[0] if per_node else None  # "2(x3)" in heterogeneous jobs
+    if per_node is None:
+        raise PluginError(f"the SLURM job sets --ntasks={os.environ['SLURM_NTASKS']} without --ntasks-per-node; "
+                          f"use sbatch --nodes={nodes} --ntasks-per-node={devices} (one task per device)")
+    if int(per_node) != devices or (n_nodes is not None and int(n_nodes) != nodes):
+        if devices * nodes == 1:
+            raise PluginError(f"this srun runs {os.environ['SLURM_NTASKS']} tasks, which Lightning takes for one "
+                              "training across processes: for independent epx commands in one job, use "
+                              "srun --job-name=interactive; to train one model on every task, --param devices="
+                              f"{per_node} --param num_nodes={n_nodes or 1}")
+        raise PluginError(f"the SLURM job runs {per_node} task(s) per node on {n_nodes or '?'} node(s), but the "
+                          f"training asks for devices={devices} on num_nodes={nodes}: use sbatch --nodes={nodes} "
+                          f"--ntasks-per-node={devices}, or --param devices={per_node} --param num_nodes={n_nodes or 1}")
+
+
+def _relaunch_command() -> str | None:
+    """What Lightning runs for each extra device (the command line of this process), or None when
+    that is not an epx command (a test runner, a notebook, a user's script): re-running those
+    would not train the same model."""
+    import __main__
+
+    spec = getattr(__main__, "__spec__", None)
+    name = spec.name if spec is not None else Path(sys.argv[0]).name
+    if name in ("epx", "epx.cli", "epx.__main__"):
+        return None
+    return " ".join([Path(sys.argv[0]).name, *sys.argv[1:3]]) + (" ..." if len(sys.argv) > 3 else "")
+
+
+def _wait_for(procs: list[subprocess.Popen], seconds: float = 120.0) -> None:
+    """At exit, rank 0 waits for the processes Lightning started for the other devices (they end
+    with their last fit, just before rank 0 writes), so none outlives the command; one still
+    running after ``seconds`` is stuck waiting for a rank 0 that failed, and is killed."""
+    for proc in procs:
+        try:
+            proc.wait(timeout=seconds)
+        except subprocess.TimeoutExpired:
+            proc.kill()
 
 
 class Network(nn.Module):
@@ -97,14 +175,56 @@ class _Rows(torch.utils.data.Dataset):
         return x, y
 
 
-def _loader(X: Any, y: np.ndarray | None, batch_size: int, shuffle: bool, seed: int) -> torch.utils.data.DataLoader:
+class _Batches(torch.utils.data.BatchSampler):
+    """Batches of row indices; passes ``set_epoch`` on to a DistributedSampler, so every epoch
+    deals the rows out to the processes in a new seeded order."""
+
+    def set_epoch(self, epoch: int) -> None:
+        if hasattr(self.sampler, "set_epoch"):
+            self.sampler.set_epoch(epoch)
+
+
+def _loader(X: Any, y: np.ndarray | None, batch_size: int, shuffle: bool, seed: int,
+            world: int = 1, rank: int = 0) -> torch.utils.data.DataLoader:
+    """Batches of whole index arrays (one lazy read of the bins per batch). With ``world``
+    processes, each reads its own share: a DistributedSampler pads the rows to a multiple of
+    ``world`` by repeating the first ones, so every process runs the same number of batches."""
     rows = _Rows(X, y)
-    if shuffle:
-        sampler: Any = torch.utils.data.RandomSampler(rows, generator=torch.Generator().manual_seed(seed))
+    if world > 1:
+        sampler: Any = torch.utils.data.DistributedSampler(rows, num_replicas=world, rank=rank, shuffle=shuffle,
+                                                           seed=seed, drop_last=False)
+    elif shuffle:
+        sampler = torch.utils.data.RandomSampler(rows, generator=torch.Generator().manual_seed(seed))
     else:
         sampler = torch.utils.data.SequentialSampler(rows)
-    batches = torch.utils.data.BatchSampler(sampler, batch_size=batch_size, drop_last=False)
+    batches = _Batches(sampler, batch_size=batch_size, drop_last=False)
     return torch.utils.data.DataLoader(rows, sampler=batches, batch_size=None, num_workers=0)
+
+
+class _Data(pl.LightningDataModule):
+    """The fold's loaders, built once the trainer knows this process's rank and the world size."""
+
+    def __init__(self, train: tuple[Any, np.ndarray], valid: tuple[Any, np.ndarray], batch_size: int, seed: int) -> None:
+        super().__init__()
+        self.train, self.valid, self.batch_size, self.seed = train, valid, batch_size, seed
+
+    def train_dataloader(self) -> torch.utils.data.DataLoader:
+        return _loader(*self.train, self.batch_size, True, self.seed, self.trainer.world_size, self.trainer.global_rank)
+
+    def val_dataloader(self) -> torch.utils.data.DataLoader:
+        return _loader(*self.valid, max(self.batch_size, 256), False, self.seed, self.trainer.world_size,
+                       self.trainer.global_rank)
+
+
+def unpad_gathered(gathered: torch.Tensor, n: int) -> torch.Tensor:
+    """The ``n`` rows, in their order, from ``(world, rows per process)`` gathered from processes
+    that read them through an unshuffled DistributedSampler: process ``r`` read rows ``r, r +
+    world, ...`` of the list padded to a multiple of ``world`` by repeating its first rows."""
+    world, per = gathered.shape[:2]
+    position = (torch.arange(world)[:, None] + torch.arange(per)[None, :] * world).reshape(-1)
+    flat = gathered.reshape(world * per, *gathered.shape[2:])
+    keep = position < n
+    return flat[keep][position[keep].argsort()]
 
 
 def batch_pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -136,23 +256,30 @@ class LitModel(pl.LightningModule):
     def training_step(self, batch: tuple[Any, torch.Tensor], _: int) -> torch.Tensor:
         x, y = batch
         loss = self.loss(self(x), y)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         return loss
 
     def validation_step(self, batch: tuple[Any, torch.Tensor], _: int) -> None:
         x, y = batch
         out = self(x)
-        self.log("valid_loss", self.loss(out, y), on_step=False, on_epoch=True, batch_size=len(y))
+        self.log("valid_loss", self.loss(out, y), on_step=False, on_epoch=True, batch_size=len(y), sync_dist=True)
         self._valid.append((out.detach().float().cpu(), y.cpu()))
 
     def on_validation_epoch_end(self) -> None:
         if not self._valid:
             return
-        out = torch.cat([o for o, _ in self._valid]).numpy()
-        y = torch.cat([t for _, t in self._valid]).numpy()
+        out = torch.cat([o for o, _ in self._valid])
+        y = torch.cat([t for _, t in self._valid])
         self._valid.clear()
+        if self.trainer.world_size > 1:  # every process scored its share: gather them all
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*all_gather is deprecated.*")
+                out, y = self.all_gather(out).cpu(), self.all_gather(y).cpu()
+            n = len(self.trainer.val_dataloaders.dataset)
+            out, y = unpad_gathered(out, n), unpad_gathered(y, n)
+        out, y = out.numpy(), y.numpy()
         value = auroc(y, out) if self.task == "binary" else pearson(y, out)
-        self.log("valid_metric", float(np.nan_to_num(value)), on_epoch=True)
+        self.log("valid_metric", float(np.nan_to_num(value)), on_epoch=True, sync_dist=True)
 
     def configure_optimizers(self) -> Any:
         kind = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW}[str(self.params["optimizer"])]
@@ -199,6 +326,7 @@ class TorchModel:
         self.params = {**TRAINER_PARAMS, **params}
         self.task, self.seed = task, int(seed)
         self.device = resolve_device(str(self.params["device"]))  # device=cuda without a GPU fails here, at once
+        self._check_processes()
         check = getattr(self.trunk, "check", None)  # sizes that cannot work fail here too, before any data is read
         if check is not None:
             try:
@@ -211,6 +339,45 @@ class TorchModel:
         self.shapes: dict[str, Any] = {}  # build's keyword arguments besides n_assays (input_shapes)
         self.y_mean, self.y_sd = 0.0, 1.0
         self.history: dict[str, Any] = {}
+
+    # -- processes -----------------------------------------------------------------------------
+    def training_processes(self) -> tuple[int, int]:
+        """(rank, size) of this process among those training the model (epx's optional hook)."""
+        devices, nodes = int(self.params["devices"]), int(self.params["num_nodes"])
+        if devices * nodes == 1:
+            return 0, 1
+        return _cluster_rank(devices)[0], devices * nodes
+
+    def _check_processes(self) -> None:
+        """Process counts that cannot start fail here, in one line, before any data is read."""
+        devices, nodes = int(self.params["devices"]), int(self.params["num_nodes"])
+        if devices * nodes == 1:
+            return
+        _check_slurm_tasks(devices, nodes)
+        if self.device == "cuda" and devices > torch.cuda.device_count():
+            raise PluginError(f"devices={devices} asks for {devices} GPUs per node, but torch sees "
+                              f"{torch.cuda.device_count()}; lower --param devices")
+        if _cluster_rank(devices)[1]:  # srun, torchrun or LSF started the processes
+            return
+        if nodes > 1 and "MASTER_ADDR" not in os.environ:
+            raise PluginError(f"num_nodes={nodes}: start one epx train per node with srun (SLURM), or set "
+                              "MASTER_ADDR, MASTER_PORT and NODE_RANK on every node")
+        foreign = _relaunch_command()
+        if foreign is not None:
+            raise PluginError(f"devices={devices} trains in {devices} processes, started by re-running this "
+                              f"command line ({foreign}), which is not epx: run epx train from a shell, or start "
+                              "the processes yourself (srun, torchrun)")
+
+    def _trainer_processes(self) -> dict[str, Any]:
+        """The pl.Trainer arguments for one process, or for several (DDP)."""
+        devices, nodes, strategy = int(self.params["devices"]), int(self.params["num_nodes"]), str(self.params["strategy"])
+        if devices * nodes == 1 and strategy == "auto":
+            return {"devices": 1}
+        return {"devices": devices, "num_nodes": nodes, "strategy": "ddp" if strategy == "auto" else strategy,
+                "use_distributed_sampler": False,  # _Data shards the rows itself
+                # batch statistics over every process's rows, as one process with the whole batch
+                # would have them (torch's SyncBatchNorm is GPU-only)
+                "sync_batchnorm": self.device == "cuda"}
 
     # -- building ------------------------------------------------------------------------------
     def architecture(self) -> dict[str, Any]:
@@ -238,6 +405,7 @@ class TorchModel:
         if train.y is None:
             raise PluginError(f"model {self.name!r}: fit needs labels")
         device = self.device
+        _check_slurm_tasks(int(self.params["devices"]), int(self.params["num_nodes"]))  # also for one process
         _use_threads(self.params)
         pl.seed_everything(self.seed, workers=True, verbose=False)
         _, n_assays, n_bins = train.X.shape
@@ -254,9 +422,7 @@ class TorchModel:
 
         self.network = self.build(n_assays, **self.shapes)
         module = LitModel(self.network, self.task, self.params)
-        batch = int(self.params["batch_size"])
-        train_loader = _loader(X_train, scale(y_train), batch, shuffle=True, seed=self.seed)
-        valid_loader = _loader(X_valid, scale(y_valid), max(batch, 256), shuffle=False, seed=self.seed)
+        data = _Data((X_train, scale(y_train)), (X_valid, scale(y_valid)), int(self.params["batch_size"]), self.seed)
         with tempfile.TemporaryDirectory(prefix="epx-torch-") as ckpt_dir:
             best = pl.callbacks.ModelCheckpoint(dirpath=ckpt_dir, filename="best", monitor="valid_loss", mode="min",
                                                 save_top_k=1, save_weights_only=True)
@@ -267,7 +433,7 @@ class TorchModel:
             if self.params["verbose"]:
                 callbacks.append(_EpochReport(f"{self.name} seed {self.seed}", self.task))
             trainer = pl.Trainer(
-                accelerator="gpu" if device == "cuda" else "cpu", devices=1,
+                accelerator="gpu" if device == "cuda" else "cpu", **self._trainer_processes(),
                 precision="16-mixed" if device == "cuda" else "32-true",
                 max_epochs=int(self.params["max_epochs"]), callbacks=callbacks, logger=False,
                 enable_progress_bar=False, enable_model_summary=False, num_sanity_val_steps=0,
@@ -277,17 +443,32 @@ class TorchModel:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|"
                                         "LeafSpec|Checkpoint directory).*")
-                trainer.fit(module, train_loader, valid_loader)
+                trainer.fit(module, datamodule=data)
+            self._wait_at_exit(trainer)
             score = best.best_model_score
             if not best.best_model_path or score is None or not np.isfinite(float(score)):
                 raise PluginError(f"model {self.name!r}: training diverged (the validation loss was never finite in "
                                   f"{trainer.current_epoch} epoch(s)); lower --param lr (now {self.params['lr']:g}) "
                                   "or keep --param grad_clip above 0")
-            state = torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
-        module.load_state_dict(state)
+            # only rank 0 writes the best checkpoint; the other ranks' models are never saved
+            state = (torch.load(best.best_model_path, map_location="cpu", weights_only=True)["state_dict"]
+                     if trainer.is_global_zero else None)
+        if state is not None:
+            module.load_state_dict(state)
         self.network = module.network.cpu().eval()
         self.history = {"epochs": int(trainer.current_epoch), "best_valid_loss": float(best.best_model_score),
-                        "device": device, "last_lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
+                        "device": device, "processes": int(trainer.world_size),
+                        "last_lr": float(trainer.optimizers[0].param_groups[0]["lr"])}
+
+    _waiting: ClassVar[set[int]] = set()
+
+    @classmethod
+    def _wait_at_exit(cls, trainer: pl.Trainer) -> None:
+        """Lightning started processes for the other devices (once per command): wait for them at exit."""
+        procs = getattr(getattr(trainer.strategy, "launcher", None), "procs", None) or []
+        if procs and id(procs) not in cls._waiting:
+            cls._waiting.add(id(procs))
+            atexit.register(_wait_for, list(procs))
 
     # -- prediction ----------------------------------------------------------------------------
     def _check_input(self, data: FoldData) -> None:
@@ -352,8 +533,10 @@ class TorchModel:
             raise PluginError(f"this checkpoint was written by epx {meta.get('epx_version')} (format {meta.get('format')}); "
                               f"epx {EPX_VERSION} reads format {FORMAT_VERSION}: re-train with this version", path=directory)
         # predicting needs no GPU: a model trained with device=cuda loads on a machine without one
-        model = cls({**meta["params"], "device": "auto"}, meta["task"], meta["seed"])
-        model.params["device"] = meta["params"].get("device", "cpu")
+        model = cls({**meta["params"], "device": "auto", "devices": 1, "num_nodes": 1, "strategy": "auto"},
+                    meta["task"], meta["seed"])
+        model.params.update({k: meta["params"][k] for k in ("device", "devices", "num_nodes", "strategy")
+                             if k in meta["params"]})
         model.assays, model.n_bins = list(meta["assays"]), int(meta["n_bins"])
         model.shapes = meta.get("shapes") or {"n_bins": model.n_bins}
         model.y_mean, model.y_sd, model.history = float(meta["y_mean"]), float(meta["y_sd"]), meta.get("history", {})
