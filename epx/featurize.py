@@ -490,17 +490,27 @@ def _open_arrays(tmp: Path, n_genes: int, cells: list[str], assays: list[str], p
     return bins, regions
 
 
-def _bin_statistics(path: str, chunk: int = 2048) -> dict[str, list]:
-    """Mean and sd of log1p(bins) per (cell line, assay), streamed over genes from the file."""
+def _bin_statistics(path: str, chunk_bytes: int = 16 << 20) -> dict[str, list]:
+    """Mean and sd of log1p(bins) per (cell line, assay), streamed over genes from the file.
+
+    Chunks are sized in bytes (one float64 copy of ``chunk_bytes``, worked on in place), not in
+    genes: a fixed number of genes grows with every cell line and assay, and was the largest
+    allocation of a wide featurize (2,048 genes x 18 cell lines x 7 assays x 100 bins: 4 float64
+    temporaries of 206 MB)."""
     n, c, a, b = np.load(path, mmap_mode="r").shape
+    rows = max(1, chunk_bytes // max(c * a * b * 8, 1))
     s1 = np.zeros((c, a))
     s2 = np.zeros((c, a))
-    for start in range(0, n, chunk):
+    for start in range(0, n, rows):
         arr = np.load(path, mmap_mode="r")  # a map per chunk: the pages read leave the RSS with it
-        logged = np.log1p(np.clip(np.asarray(arr[start:start + chunk], dtype=np.float64), 0, None))
+        logged = np.array(arr[start:start + rows], dtype=np.float64)
         del arr
+        np.clip(logged, 0, None, out=logged)
+        np.log1p(logged, out=logged)
         s1 += logged.sum(axis=(0, 3))
-        s2 += (logged * logged).sum(axis=(0, 3))
+        np.multiply(logged, logged, out=logged)
+        s2 += logged.sum(axis=(0, 3))
+        del logged
     count = max(n * b, 1)
     mean = s1 / count
     sd = np.sqrt(np.maximum(s2 / count - mean * mean, 0.0))
