@@ -347,6 +347,11 @@ def train(
     if unknown:
         raise EpxError(f"assay {unknown[0]!r} is not in the dataset (it has {', '.join(ds.assays)})", path=ds.path)
     params = spec.resolve_params(options.params)
+    model_cls = spec.load_class()
+    probe = model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
+    rank, _ = training_processes(probe)
+    if rank > 0:  # a secondary rank of a multi-process training: rank 0 reports (its own errors still print)
+        console.mute()
     geometries = resolve_geometries(ds, spec, options.bins)
     split, split_desc = resolve_split(ds, split_options, options.train_cells, options.predict_cells)
     validate_split(split)
@@ -358,15 +363,11 @@ def train(
     truth = _global_truth(inp, target)
     folds = list(iter_folds(split))
     _check_training_labels(split, inp, folds)
-    model_cls = spec.load_class()
-    probe = model_cls(params, task, options.seed)  # a model checks its parameters (device, sizes) before any work starts
-    rank, _ = training_processes(probe)
 
     seeds = seed_values(options)
     seeded = len(seeds) > 1
     run_folds, only_seeds = _partial_selection(folds, seeds, options)
-    if rank > 0:  # a secondary rank of a multi-process training: the same fits, no files, no output
-        console.mute()
+    if rank > 0:  # the same fits in the same order, and nothing else: no files, no predictions
         for fold in run_folds:
             _run_fold(fold, split, inp, truth, target, task, model_cls, params, options, None, None, only_seeds)
         return {"task": task, "secondary_rank": rank}

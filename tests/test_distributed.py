@@ -84,6 +84,47 @@ def test_an_srun_launch_trains_the_same_model(local_run, demo_dataset, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
 
 
+RANK0_FAILS = """
+import importlib.abc, importlib.util, os, sys
+if "LOCAL_RANK" not in os.environ:  # rank 0 only: Lightning's re-run children carry LOCAL_RANK
+    class Hook(importlib.abc.MetaPathFinder):
+        def find_spec(self, name, path, target=None):
+            if name != "epx.train":
+                return None
+            sys.meta_path.remove(self)
+            spec = importlib.util.find_spec(name)
+            run = spec.loader.exec_module
+            def exec_module(module):
+                run(module)
+                def fail(*args, **kwargs):
+                    raise module.EpxError("rank 0 failed after its first fit")
+                module.combine_fold = fail
+            spec.loader.exec_module = exec_module
+            return spec
+    sys.meta_path.insert(0, Hook())
+"""
+
+
+def test_when_rank_0_fails_after_a_fit_every_process_stops(demo_dataset, tmp_path):
+    """Rank 0 fails between two fits while rank 1 waits in the next fit's first collective (a
+    sitecustomize makes rank 0's fold assembly raise): the command exits with rank 0's error, rank
+    1 says in one line that it lost the others, no process is left and nothing is written."""
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(RANK0_FAILS)
+    out = tmp_path / "run"
+    args = [EPX, "train", str(demo_dataset), "--model", "cnn", "--chr-kfold", "2", *TINY, "--param", "devices=2",
+            "-o", str(out)]
+    env = _env(PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), os.environ.get("PYTHONPATH", "")]))
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("error:")]
+    assert errors[0] == "error: rank 0 failed after its first fit", proc.stderr
+    assert "Traceback" not in proc.stderr and len(errors) <= 2, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+    ps = subprocess.run(["ps", "-eo", "args"], capture_output=True, text=True).stdout
+    assert str(out) not in ps
+
+
 def test_a_ddp_trained_model_predicts_in_one_process(local_run, demo_dataset, run, tmp_path):
     """The saved model is rank 0's best checkpoint: epx predict (one process) reproduces the run."""
     out = tmp_path / "pred"
@@ -105,8 +146,6 @@ def test_a_ddp_trained_model_predicts_in_one_process(local_run, demo_dataset, ru
                                 "SLURM_PROCID": "0", "SLURM_JOB_NAME": "epx"}, "--ntasks-per-node=4"),
     (["--param", "devices=2"], {"SLURM_NTASKS": "2", "SLURM_PROCID": "0", "SLURM_JOB_NAME": "epx"},
      "without --ntasks-per-node"),
-    ([], {"SLURM_NTASKS": "2", "SLURM_NTASKS_PER_NODE": "2", "SLURM_NNODES": "1", "SLURM_PROCID": "0",
-          "SLURM_JOB_NAME": "epx"}, "--job-name=interactive"),
 ])
 def test_launches_that_cannot_work_are_one_line(demo_dataset, run, tmp_path, args, env, expected):
     out = tmp_path / "run"

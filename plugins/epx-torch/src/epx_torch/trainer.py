@@ -34,7 +34,9 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -53,6 +55,7 @@ FORMAT_VERSION = 1
 META_FILE = "torch.json"
 WEIGHTS_FILE = "network.pt"
 PREDICT_ROWS = 1024
+DDP_TIMEOUT_HOURS = 4  # how long a process waits for the others at a collective
 
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric", "lightning.fabric"):
     logging.getLogger(_name).setLevel(logging.ERROR)  # "GPU available: False", tips, seed messages
@@ -72,15 +75,16 @@ def resolve_device(choice: str) -> str:
 
 def _cluster_rank(devices: int) -> tuple[int, bool]:
     """(global rank of this process, whether something other than Lightning started it), read
-    from the environment the way Lightning's trainer will: torchrun, then SLURM's srun, then LSF;
-    otherwise Lightning's own launcher, whose re-run children carry NODE_RANK and LOCAL_RANK."""
+    from the environment the way Lightning's trainer will: torchrun, then SLURM's srun, then LSF,
+    then MPI (with mpi4py); otherwise Lightning's own launcher, whose re-run children carry NODE_RANK and LOCAL_RANK."""
     from pytorch_lightning.plugins.environments import (
         LSFEnvironment,
+        MPIEnvironment,
         SLURMEnvironment,
         TorchElasticEnvironment,
     )
 
-    for kind in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment):
+    for kind in (TorchElasticEnvironment, SLURMEnvironment, LSFEnvironment, MPIEnvironment):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "srun is available but not used": not an error here
             found = kind.detect()
@@ -93,21 +97,18 @@ def _cluster_rank(devices: int) -> tuple[int, bool]:
 def _check_slurm_tasks(devices: int, nodes: int) -> None:
     """Under srun, one task per device: a job whose tasks do not match would hang or fail inside
     Lightning, so it is refused here, naming both settings."""
+    from pytorch_lightning.plugins.environments import TorchElasticEnvironment
+
     if "SLURM_NTASKS" not in os.environ or os.environ.get("SLURM_JOB_NAME") in ("bash", "interactive"):
         return  # not under srun (Lightning's own rule)
-    if int(os.environ["SLURM_NTASKS"]) == 1 and devices * nodes == 1:
-        return
+    if TorchElasticEnvironment.detect():
+        return  # torchrun inside an allocation: Lightning follows torchrun, not SLURM
     per_node, n_nodes = os.environ.get("SLURM_NTASKS_PER_NODE"), os.environ.get("SLURM_NNODES")
     per_node = per_node.split("(")[0] if per_node else None  # "2(x3)" in heterogeneous jobs
     if per_node is None:
         raise PluginError(f"the SLURM job sets --ntasks={os.environ['SLURM_NTASKS']} without --ntasks-per-node; "
                           f"use sbatch --nodes={nodes} --ntasks-per-node={devices} (one task per device)")
     if int(per_node) != devices or (n_nodes is not None and int(n_nodes) != nodes):
-        if devices * nodes == 1:
-            raise PluginError(f"this srun runs {os.environ['SLURM_NTASKS']} tasks, which Lightning takes for one "
-                              "training across processes: for independent epx commands in one job, use "
-                              "srun --job-name=interactive; to train one model on every task, --param devices="
-                              f"{per_node} --param num_nodes={n_nodes or 1}")
         raise PluginError(f"the SLURM job runs {per_node} task(s) per node on {n_nodes or '?'} node(s), but the "
                           f"training asks for devices={devices} on num_nodes={nodes}: use sbatch --nodes={nodes} "
                           f"--ntasks-per-node={devices}, or --param devices={per_node} --param num_nodes={n_nodes or 1}")
@@ -126,15 +127,25 @@ def _relaunch_command() -> str | None:
     return " ".join([Path(sys.argv[0]).name, *sys.argv[1:3]]) + (" ..." if len(sys.argv) > 3 else "")
 
 
-def _wait_for(procs: list[subprocess.Popen], seconds: float = 120.0) -> None:
-    """At exit, rank 0 waits for the processes Lightning started for the other devices (they end
-    with their last fit, just before rank 0 writes), so none outlives the command; one still
-    running after ``seconds`` is stuck waiting for a rank 0 that failed, and is killed."""
+def _lost_peer(exc: BaseException) -> bool:
+    """A collective that failed because another process of the training ended or hung."""
+    text = str(exc)
+    return any(m in text for m in ("closed by peer", "reset by peer", "remote worker", "Timed out", "timed out",
+                                   "NCCL communicator was aborted", "Broken pipe"))
+
+
+def _wait_for(procs: list[subprocess.Popen], seconds: float = 5.0) -> None:
+    """At exit, rank 0 gives the processes Lightning started for the other devices a few seconds to
+    end (after a successful run they end with their last fit, before rank 0 has written the run).
+    Ones still running are waiting in a collective for a rank 0 that failed: they fail themselves
+    once rank 0 is gone. They are not killed here: Lightning's observer would answer a killed
+    child by killing rank 0, replacing epx's exit code and message."""
+    deadline = time.monotonic() + seconds
     for proc in procs:
         try:
-            proc.wait(timeout=seconds)
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            proc.kill()
+            return
 
 
 class Network(nn.Module):
@@ -243,6 +254,10 @@ class LitModel(pl.LightningModule):
     def forward(self, x: Any) -> torch.Tensor:
         return self.network(x)
 
+    def on_fit_start(self) -> None:
+        # again here: Lightning's DDP launch sets torch's threads to cores / processes in between
+        _use_threads(self.params)
+
     def loss(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         out = out.float()
         if self.task in ("binary", "rank"):  # rank targets in [0, 1] are soft labels
@@ -349,7 +364,7 @@ class TorchModel:
         return _cluster_rank(devices)[0], devices * nodes
 
     def _check_processes(self) -> None:
-        """Process counts that cannot start fail here, in one line, before any data is read."""
+        """Process counts that cannot start fail here, in one line, before any bins are read."""
         devices, nodes = int(self.params["devices"]), int(self.params["num_nodes"])
         if devices * nodes == 1:
             return
@@ -373,7 +388,13 @@ class TorchModel:
         devices, nodes, strategy = int(self.params["devices"]), int(self.params["num_nodes"]), str(self.params["strategy"])
         if devices * nodes == 1 and strategy == "auto":
             return {"devices": 1}
-        return {"devices": devices, "num_nodes": nodes, "strategy": "ddp" if strategy == "auto" else strategy,
+        from pytorch_lightning.strategies import DDPStrategy
+
+        # Between two fits rank 0 alone predicts and writes a fold while the others wait in the next
+        # fit's first collective: a large test set must not hit torch's 30-minute default.
+        ddp = DDPStrategy(timeout=timedelta(hours=DDP_TIMEOUT_HOURS),
+                          find_unused_parameters=strategy == "ddp_find_unused_parameters_true")
+        return {"devices": devices, "num_nodes": nodes, "strategy": ddp,
                 "use_distributed_sampler": False,  # _Data shards the rows itself
                 # batch statistics over every process's rows, as one process with the whole batch
                 # would have them (torch's SyncBatchNorm is GPU-only)
@@ -405,7 +426,6 @@ class TorchModel:
         if train.y is None:
             raise PluginError(f"model {self.name!r}: fit needs labels")
         device = self.device
-        _check_slurm_tasks(int(self.params["devices"]), int(self.params["num_nodes"]))  # also for one process
         _use_threads(self.params)
         pl.seed_everything(self.seed, workers=True, verbose=False)
         _, n_assays, n_bins = train.X.shape
@@ -443,7 +463,14 @@ class TorchModel:
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=".*(does not have many workers|number of training batches|"
                                         "LeafSpec|Checkpoint directory).*")
-                trainer.fit(module, datamodule=data)
+                try:
+                    trainer.fit(module, datamodule=data)
+                except RuntimeError as exc:
+                    if trainer.world_size > 1 and _lost_peer(exc):
+                        raise PluginError(f"process {trainer.global_rank} of {trainer.world_size} lost its connection "
+                                          "to the others; the first error of the run, printed by another process, "
+                                          "is the cause") from None
+                    raise
             self._wait_at_exit(trainer)
             score = best.best_model_score
             if not best.best_model_path or score is None or not np.isfinite(float(score)):
